@@ -1,0 +1,32 @@
+//! The desired state: spec types, loading, validation and secret references.
+
+pub mod checks;
+pub mod diagnostic;
+pub mod document;
+pub mod load;
+pub mod names;
+pub mod schema;
+pub mod secret;
+pub mod server;
+pub mod site;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, Sources};
+pub use load::{Loaded, Located};
+pub use server::{Server, ServerSpec};
+pub use site::{Site, SiteSpec};
+
+use std::path::PathBuf;
+
+/// Loads the specs under `paths` and runs every check: schema, then semantics.
+///
+/// Returns everything that loaded together with every problem found, so that one run
+/// reports all errors at once.
+pub fn load_and_check(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = load::load(paths);
+    checks::check(&mut loaded);
+    loaded
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    loaded
+}

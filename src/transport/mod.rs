@@ -1,0 +1,1 @@
+//! Reaching servers: the SSH transport, the one quoting function, atomic file writes.
