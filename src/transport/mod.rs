@@ -1,1 +1,229 @@
 //! Reaching servers: the SSH transport, the one quoting function, atomic file writes.
+//!
+//! The [`Transport`] trait is the few primitives everything else is built on (colmena's `Host`):
+//! run a command with stdin streamed in and stdout collected or streamed out, read a file, write
+//! a file atomically. [`ssh::SshSession`] implements it over one russh connection per server.
+
+pub mod known_hosts;
+pub mod quote;
+pub mod ssh;
+mod write;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use quote::{Command, IdentifierKind, QuoteError, quote, validate_identifier};
+pub use ssh::{Become, HostKeyPolicy, Identity, SshError, SshSession, SshTarget, Timeouts};
+pub use write::WriteOutcome;
+
+/// A remote operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The SSH layer failed (connection, host key, authentication, timeout).
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// A value could not be made part of a command.
+    #[error(transparent)]
+    Quote(#[from] QuoteError),
+    /// A command ran and exited with a non-zero status.
+    #[error("{what} failed on {endpoint} with status {status}: {stderr}")]
+    Failed {
+        /// What was being done, e.g. "reading `/etc/hosts`".
+        what: String,
+        /// The server.
+        endpoint: String,
+        /// The exit status.
+        status: u32,
+        /// The command's stderr, trimmed and lossily decoded.
+        stderr: String,
+    },
+    /// A command answered something siteward's own script never prints.
+    #[error("{what} on {endpoint} gave an unexpected answer: {answer:?}")]
+    UnexpectedAnswer {
+        /// What was being done.
+        what: String,
+        /// The server.
+        endpoint: String,
+        /// The answer, lossily decoded.
+        answer: String,
+    },
+    /// A file mode outside `0..=0o7777`.
+    #[error("file mode {mode:#o} is not a permission mode (at most 0o7777)")]
+    InvalidMode {
+        /// The rejected mode.
+        mode: u32,
+    },
+}
+
+/// What a remote command reads on its stdin.
+pub enum Stdin<'a> {
+    /// Nothing: stdin is closed at once.
+    Empty,
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// Everything this reader yields, streamed as it is read (large inputs are never held whole).
+    Reader(Pin<Box<dyn AsyncRead + Send + 'a>>),
+}
+
+impl<'a> Stdin<'a> {
+    /// Streams `reader` into the command.
+    pub fn reader(reader: impl AsyncRead + Send + 'a) -> Self {
+        Self::Reader(Box::pin(reader))
+    }
+}
+
+impl<'a> From<&'a [u8]> for Stdin<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a str> for Stdin<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Bytes(text.as_bytes())
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Stdin<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
+/// How a remote command ended, when its stdout went to a writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// Everything the command wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// The exit status; `128 + n` when killed by signal `n`, like a shell's `$?`.
+    pub status: u32,
+    /// The signal name (`KILL`, `TERM`, …) when the command was killed by one.
+    pub signal: Option<String>,
+}
+
+/// The output of a remote command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Everything the command wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything the command wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// The exit status; `128 + n` when killed by signal `n`, like a shell's `$?`.
+    pub status: u32,
+    /// The signal name when the command was killed by one.
+    pub signal: Option<String>,
+}
+
+impl ExecOutput {
+    /// Whether the command exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status == 0 && self.signal.is_none()
+    }
+
+    /// Stdout, lossily decoded.
+    pub fn stdout_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Stderr, lossily decoded and trimmed, for error messages.
+    pub fn stderr_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_owned()
+    }
+}
+
+/// The primitives every remote operation is built on.
+///
+/// Commands are POSIX shell command lines; build them with [`quote::Command`] or [`quote()`].
+/// Implementations run them as root (directly or through `sudo -n`, as the server says).
+pub trait Transport: Send + Sync {
+    /// The server, as `address:port`, for messages.
+    fn endpoint(&self) -> &str;
+
+    /// Runs `command` with `stdin` streamed in and its stdout streamed to `stdout`.
+    fn exec_streaming<W>(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        stdout: &mut W,
+    ) -> impl Future<Output = Result<Exit, TransportError>> + Send
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized;
+
+    /// Runs `command` with `stdin` streamed in, collecting stdout and stderr. One round trip.
+    fn exec(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+    ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send {
+        async move {
+            let mut stdout = Vec::new();
+            let exit = self.exec_streaming(command, stdin, &mut stdout).await?;
+            Ok(ExecOutput {
+                stdout,
+                stderr: exit.stderr,
+                status: exit.status,
+                signal: exit.signal,
+            })
+        }
+    }
+
+    /// Like [`Transport::exec`], but a non-zero status is a [`TransportError::Failed`] naming `what`.
+    fn exec_checked(
+        &self,
+        what: &str,
+        command: &str,
+        stdin: Stdin<'_>,
+    ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send {
+        async move {
+            let output = self.exec(command, stdin).await?;
+            if output.success() {
+                return Ok(output);
+            }
+            Err(TransportError::Failed {
+                what: what.to_owned(),
+                endpoint: self.endpoint().to_owned(),
+                status: output.status,
+                stderr: output.stderr_lossy(),
+            })
+        }
+    }
+
+    /// The contents of the regular file at `path`, or `None` when nothing exists there.
+    /// One round trip.
+    fn read_file(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> + Send {
+        async move { write::read_file(self, path).await }
+    }
+
+    /// Writes `contents` to `path` atomically, owned by `owner:group` with `mode`. One round trip.
+    ///
+    /// # Guarantees
+    /// - When the file already has this content (same sha256), it is not written and its mtime
+    ///   is kept; only a differing owner, group or mode is corrected.
+    /// - Otherwise the content goes to a temporary file in the same directory, is checked
+    ///   against its sha256, fsynced, given its owner and mode, then renamed over `path`: a
+    ///   reader sees the old file or the new one, never a partial one, even after a crash.
+    /// - Owner and group must pass [`validate_identifier`]; they are never interpreted.
+    fn write_file_atomic(
+        &self,
+        path: &str,
+        contents: &[u8],
+        owner: &str,
+        group: &str,
+        mode: u32,
+    ) -> impl Future<Output = Result<WriteOutcome, TransportError>> + Send {
+        async move {
+            write::write_file_atomic(
+                self,
+                path,
+                contents,
+                write::Attributes { owner, group, mode },
+            )
+            .await
+        }
+    }
+}
