@@ -29,7 +29,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
@@ -48,34 +48,30 @@ pub fn fleet_script() -> PathBuf {
 pub struct Fleet;
 
 /// Hosts this process has brought up (and not taken down) already.
-fn hosts_up() -> &'static Mutex<HashSet<String>> {
+fn hosts_up() -> MutexGuard<'static, HashSet<String>> {
     static UP: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    UP.get_or_init(Default::default)
+    let up = UP.get_or_init(Default::default);
+    up.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Fleet {
     /// Starts host `name` (or reuses it when it runs) and returns how to reach it. Every
     /// service answers when this returns. Cold start takes seconds, a running host ~1 s.
     pub fn host(name: &str) -> Result<Host> {
-        let mut up = hosts_up()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !up.contains(name) {
+        if !hosts_up().contains(name) {
+            // Not holding the mutex: other threads start their hosts meanwhile, and two `up`s
+            // of one host are safe (scripts/fleet locks per host).
             Self::run(&["up", name])
                 .with_context(|| format!("failed to start fleet host `{name}`"))?;
-            up.insert(name.to_owned());
+            hosts_up().insert(name.to_owned());
         }
-        drop(up);
         Self::describe(name)
     }
 
     /// Runs `scripts/fleet up NAME` even if this process started the host before: after a
     /// crash, it brings back whatever is not running.
     pub fn up(name: &str) -> Result<Host> {
-        hosts_up()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(name);
+        hosts_up().remove(name);
         Self::host(name)
     }
 
@@ -87,10 +83,7 @@ impl Fleet {
 
     /// Stops host `name`; its disk state stays.
     pub fn down(name: &str) -> Result<()> {
-        hosts_up()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(name);
+        hosts_up().remove(name);
         Self::run(&["down", name]).map(drop)
     }
 
