@@ -1,6 +1,12 @@
 //! siteward: a declarative reconciler for PHP and Laravel sites on plain Linux servers.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod layout;
+pub mod observe;
+pub mod plan;
+pub mod resources;
 pub mod spec;
+pub mod store;
 pub mod transport;

@@ -140,6 +140,12 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// Plan the removal of sites that no spec names any more.
+    #[arg(long)]
+    pub prune: bool,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 /// `siteward apply`.

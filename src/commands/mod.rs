@@ -1,6 +1,12 @@
 //! One module per verb; each `run(ctx, args)` returns the process exit status.
 
+mod apply;
+mod observe;
+mod plan;
+mod reconcile;
+mod record;
 mod schema;
+mod status;
 mod validate;
 
 use crate::cli::{ColorChoice, Command};
@@ -76,15 +82,15 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Validate(args) => validate::run(ctx, args),
         Command::Schema(args) => schema::run(ctx, args),
-        Command::Plan(_) => not_built("plan", "planning arrives with the reconcile engine"),
-        Command::Apply(_) => not_built("apply", "applying arrives with the reconcile engine"),
-        Command::Status(_) => not_built("status", "status arrives with the state store"),
+        Command::Plan(args) => plan::run(ctx, args),
+        Command::Apply(args) => apply::run(ctx, args),
+        Command::Status(args) => status::status(ctx, args),
         Command::Watch(_) => not_built(
             "watch",
             "the watch daemon arrives after the reconcile engine",
         ),
-        Command::Report(_) => not_built("report", "reports arrive with the state store"),
-        Command::Observe(_) => not_built("observe", "observation arrives with the SSH transport"),
+        Command::Report(args) => status::report(ctx, args),
+        Command::Observe(args) => observe::run(ctx, args),
         Command::Rollback(_) => not_built("rollback", "rollback arrives with code deployment"),
         Command::Discover(_) => not_built("discover", "discovery arrives after observation"),
     }

@@ -38,7 +38,7 @@ fn count(n: usize, noun: &str) -> String {
     }
 }
 
-fn colour_diagnostics(enabled: bool, text: &str) -> String {
+pub(super) fn colour_diagnostics(enabled: bool, text: &str) -> String {
     if !enabled {
         return text.to_owned();
     }

@@ -180,3 +180,68 @@ mod tests {
         assert_eq!(format!("{secret} {secret:?}"), "*** Secret(***)");
     }
 }
+
+/// Every secret the specs reference, resolved once per run; also the scrubber that keeps
+/// their values out of everything siteward prints or stores.
+#[derive(Clone, Debug, Default)]
+pub struct ResolvedSecrets {
+    values: std::collections::BTreeMap<String, Secret>,
+}
+
+impl ResolvedSecrets {
+    /// Resolves every reference; all failures are returned at once.
+    pub fn resolve<'a>(
+        references: impl IntoIterator<Item = &'a SecretRef>,
+    ) -> Result<Self, Vec<SecretError>> {
+        let mut values = std::collections::BTreeMap::new();
+        let mut errors = Vec::new();
+        for reference in references {
+            if values.contains_key(&reference.secret) {
+                continue;
+            }
+            match reference.resolve() {
+                Ok(secret) => {
+                    values.insert(reference.secret.clone(), secret);
+                }
+                Err(error) if !errors.contains(&error) => errors.push(error),
+                Err(_) => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(ResolvedSecrets { values })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The value of a reference resolved earlier.
+    pub fn get(&self, reference: &SecretRef) -> Option<&Secret> {
+        self.values.get(&reference.secret)
+    }
+
+    /// Replaces every secret value in `text` with `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        let mut values: Vec<&str> = self
+            .values
+            .values()
+            .map(Secret::expose)
+            .filter(|v| !v.is_empty())
+            .collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        for value in values {
+            if out.contains(value) {
+                out = out.replace(value, "***");
+            }
+        }
+        out
+    }
+
+    /// Every value, for scrubbers elsewhere (log writers).
+    pub fn values(&self) -> Vec<String> {
+        self.values
+            .values()
+            .map(|s| s.expose().to_owned())
+            .collect()
+    }
+}

@@ -284,7 +284,9 @@ pub fn server_spec(name: &str, host: &Host) -> String {
          kind: Server\n\
          metadata:\n  name: {name}\n\
          spec:\n  address: {address}\n  port: {port}\n  user: {user}\n  \
-         identityFile: {key}\n  knownHostsFile: {known_hosts}\n  php: [\"8.2\"]\n",
+         identityFile: {key}\n  knownHostsFile: {known_hosts}\n  php: [\"8.2\"]\n  \
+         mysql:\n    adminUser: root\n  postgres:\n    adminUser: postgres\n  \
+         redis:\n    url: redis://127.0.0.1:6379\n",
         address = quote(&host.address),
         port = host.port,
         user = quote(&host.user),

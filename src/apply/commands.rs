@@ -1,0 +1,347 @@
+//! Turning steps into remote commands: a constant script, quoted arguments, data on stdin.
+
+use super::sql;
+use crate::plan::step::{DeployStep, Engine, EnvSource, Reload, RemoveSiteStep, Step};
+use crate::spec::secret::{ResolvedSecrets, SecretRef};
+use crate::spec::server::{DatabaseAdmin, ServerSpec};
+use crate::transport::{Command, QuoteError};
+
+/// A remote command ready to run: the command line and what goes to its stdin.
+pub struct RemoteCommand {
+    pub command: String,
+    pub stdin: Vec<u8>,
+    /// What it does, for messages.
+    pub what: String,
+}
+
+/// Why a step could not become a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Quote(#[from] QuoteError),
+    #[error(transparent)]
+    Sql(#[from] sql::SqlError),
+    #[error("secret `{0}` was not resolved")]
+    Unresolved(String),
+    #[error("the server has no `{0}:` section, so siteward cannot administer its databases")]
+    NoAdmin(&'static str),
+}
+
+const ENSURE_USER: &str = include_str!("scripts/ensure_user.sh");
+const ENSURE_DIRECTORY: &str = include_str!("scripts/ensure_directory.sh");
+const WRITE_FILE: &str = include_str!("scripts/write_file.sh");
+const REMOVE_FILE: &str = include_str!("scripts/remove_file.sh");
+const MERGE_ENV: &str = include_str!("scripts/merge_env.sh");
+const SQL: &str = include_str!("scripts/sql.sh");
+const DEPLOY: &str = include_str!("scripts/deploy.sh");
+const SUPERVISOR_UPDATE: &str = include_str!("scripts/supervisor_update.sh");
+const WRITE_RECORD: &str = include_str!("scripts/write_record.sh");
+const REMOVE_SITE: &str = include_str!("scripts/remove_site.sh");
+
+/// What the executor knows besides the step: the server and the resolved secrets.
+pub struct StepContext<'a> {
+    pub server: &'a ServerSpec,
+    pub secrets: &'a ResolvedSecrets,
+}
+
+impl StepContext<'_> {
+    fn secret(&self, reference: &SecretRef) -> Result<&str, CommandError> {
+        self.secrets
+            .get(reference)
+            .map(|s| s.expose())
+            .ok_or_else(|| CommandError::Unresolved(reference.secret.clone()))
+    }
+
+    /// The command that runs SQL as the server's database administrator.
+    fn sql(
+        &self,
+        engine: Engine,
+        database: Option<&str>,
+        sql: String,
+        what: String,
+    ) -> Result<Vec<RemoteCommand>, CommandError> {
+        let (section, admin) = match engine {
+            Engine::Mysql => ("mysql", self.server.mysql.as_ref()),
+            Engine::Postgres => ("postgres", self.server.postgres.as_ref()),
+        };
+        let admin: &DatabaseAdmin = admin.ok_or(CommandError::NoAdmin(section))?;
+        let mut stdin = Vec::new();
+        let auth = match &admin.admin_password {
+            Some(reference) => {
+                stdin.extend_from_slice(self.secret(reference)?.as_bytes());
+                stdin.push(b'\n');
+                "password"
+            }
+            None => "socket",
+        };
+        stdin.extend_from_slice(sql.as_bytes());
+        let engine_word = if engine == Engine::Mysql {
+            "mysql"
+        } else {
+            "postgres"
+        };
+        let command = Command::script(SQL)
+            .args([
+                engine_word,
+                auth,
+                admin.admin_user.as_str(),
+                database.unwrap_or(""),
+            ])
+            .render()?;
+        Ok(vec![RemoteCommand {
+            command,
+            stdin,
+            what,
+        }])
+    }
+}
+
+fn reload_args(reload: &Reload) -> [String; 2] {
+    match reload {
+        Reload::Nothing => ["nothing".into(), String::new()],
+        Reload::Nginx => ["nginx".into(), String::new()],
+        Reload::PhpFpm { version } => ["php-fpm".into(), version.clone()],
+    }
+}
+
+fn simple(
+    script: &str,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    what: String,
+) -> Result<Vec<RemoteCommand>, CommandError> {
+    let command = Command::script(script).args(args).render()?;
+    Ok(vec![RemoteCommand {
+        command,
+        stdin,
+        what,
+    }])
+}
+
+/// The remote commands of a step (usually one).
+pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, CommandError> {
+    match step {
+        Step::EnsureUser { user, home } => simple(
+            ENSURE_USER,
+            vec![user.clone(), home.clone()],
+            Vec::new(),
+            format!("create user {user}"),
+        ),
+        Step::EnsureDirectory {
+            path,
+            owner,
+            group,
+            mode,
+        } => simple(
+            ENSURE_DIRECTORY,
+            vec![
+                path.clone(),
+                owner.clone(),
+                group.clone(),
+                format!("{mode:o}"),
+            ],
+            Vec::new(),
+            format!("directory {path}"),
+        ),
+        Step::WriteFile {
+            path,
+            content,
+            owner,
+            group,
+            mode,
+            reload,
+        } => {
+            let [reload, php] = reload_args(reload);
+            let args = vec![
+                path.clone(),
+                owner.clone(),
+                group.clone(),
+                format!("{mode:o}"),
+                reload,
+                php,
+            ];
+            simple(
+                WRITE_FILE,
+                args,
+                content.clone().into_bytes(),
+                format!("write {path}"),
+            )
+        }
+        Step::RemoveFile { path, reload } => {
+            let [reload, php] = reload_args(reload);
+            simple(
+                REMOVE_FILE,
+                vec![path.clone(), reload, php],
+                Vec::new(),
+                format!("remove {path}"),
+            )
+        }
+        Step::MergeEnv {
+            path,
+            owner,
+            group,
+            set,
+        } => {
+            let mut stdin = String::new();
+            for (key, source) in set {
+                let value = match source {
+                    EnvSource::Plain(text) => text.as_str(),
+                    EnvSource::Secret(reference) => ctx.secret(reference)?,
+                };
+                stdin.push_str(&format!("{key}={}\n", env_value(value)));
+            }
+            simple(
+                MERGE_ENV,
+                vec![path.clone(), owner.clone(), group.clone()],
+                stdin.into_bytes(),
+                format!("set keys in {path}"),
+            )
+        }
+        Step::CreateDatabase {
+            engine,
+            name,
+            charset,
+            collation,
+        } => {
+            let sql =
+                sql::create_database(*engine, name, charset.as_deref(), collation.as_deref())?;
+            ctx.sql(*engine, None, sql, format!("create database {name}"))
+        }
+        Step::AlterDatabase {
+            engine,
+            name,
+            charset,
+            collation,
+        } => {
+            let sql = sql::alter_database(*engine, name, charset.as_deref(), collation.as_deref())?;
+            ctx.sql(*engine, None, sql, format!("alter database {name}"))
+        }
+        Step::EnsureDatabaseUser {
+            engine,
+            database,
+            name,
+            password,
+            privileges,
+        } => {
+            let sql = sql::ensure_user(*engine, database, name, ctx.secret(password)?, privileges)?;
+            ctx.sql(*engine, None, sql, format!("database user {name}"))
+        }
+        Step::DropDatabaseUser { engine, name } => ctx.sql(
+            *engine,
+            None,
+            sql::drop_user(*engine, name),
+            format!("drop database user {name}"),
+        ),
+        Step::Deploy(deploy) => deploy_command(deploy),
+        Step::SupervisorUpdate { programs } => simple(
+            SUPERVISOR_UPDATE,
+            programs.clone(),
+            Vec::new(),
+            format!("supervisor update {}", programs.join(" ")),
+        ),
+        Step::WriteRecord { site, facts } => {
+            let body: String = facts.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            simple(
+                WRITE_RECORD,
+                vec![site.clone()],
+                body.into_bytes(),
+                format!("record {site}"),
+            )
+        }
+        Step::RemoveSite(remove) => remove_site_commands(remove, ctx),
+    }
+}
+
+fn deploy_command(deploy: &DeployStep) -> Result<Vec<RemoteCommand>, CommandError> {
+    let strategy = match deploy.strategy {
+        crate::spec::site::DeployStrategy::Releases => "releases",
+        crate::spec::site::DeployStrategy::InPlace => "in-place",
+    };
+    let args = vec![
+        strategy.to_owned(),
+        deploy.user.clone(),
+        deploy.root.clone(),
+        deploy.repository.clone(),
+        deploy.revision.clone(),
+        deploy.keep_releases.to_string(),
+        deploy.php_binary.clone().unwrap_or_default(),
+        deploy.domain.clone(),
+        deploy.branch.clone().unwrap_or_default(),
+        if deploy.storage_link { "yes" } else { "no" }.to_owned(),
+        deploy.shared.join(","),
+        deploy.restart.join("\n"),
+    ];
+    let stdin = deploy.script.clone().unwrap_or_default().into_bytes();
+    simple(
+        DEPLOY,
+        args,
+        stdin,
+        format!("deploy {} of {}", short(&deploy.revision), deploy.site),
+    )
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+fn remove_site_commands(
+    remove: &RemoveSiteStep,
+    ctx: &StepContext,
+) -> Result<Vec<RemoteCommand>, CommandError> {
+    let mut out = Vec::new();
+    if let Some((engine, database)) = &remove.database {
+        let mut sql = sql::drop_database(*engine, database);
+        for user in &remove.database_users {
+            sql.push_str(&sql::drop_user(*engine, user));
+        }
+        out.extend(ctx.sql(*engine, None, sql, format!("drop database {database}"))?);
+    }
+    let args = vec![
+        remove.site.clone(),
+        remove.user.clone().unwrap_or_default(),
+        remove.root.clone().unwrap_or_default(),
+        remove.files.join("\n"),
+        remove.programs.join("\n"),
+    ];
+    out.extend(simple(
+        REMOVE_SITE,
+        args,
+        Vec::new(),
+        format!("remove site {}", remove.site),
+    )?);
+    Ok(out)
+}
+
+/// A `.env` value as Laravel's dotenv reads it back: bare when plain, else quoted.
+pub fn env_value(value: &str) -> String {
+    let bare = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./:@+,".contains(c));
+    if bare {
+        value.to_owned()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        format!(
+            "\"{}\"",
+            value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_are_quoted_only_when_needed() {
+        assert_eq!(env_value("production"), "production");
+        assert_eq!(env_value("https://x.example/a"), "https://x.example/a");
+        assert_eq!(env_value("two words"), "'two words'");
+        assert_eq!(env_value("it's"), "\"it's\"");
+        assert_eq!(env_value(""), "");
+    }
+}

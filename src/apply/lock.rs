@@ -1,0 +1,161 @@
+//! Site locks on their servers: a CI apply and a daemon never act on one site at once, and
+//! the expired lock of a killed run is taken over safely.
+
+use crate::transport::{Command, Stdin, Transport, TransportError};
+use std::time::Duration;
+
+const LOCK: &str = include_str!("scripts/lock.sh");
+const UNLOCK: &str = include_str!("scripts/unlock.sh");
+
+/// How long a lock holds without being renewed.
+pub const LEASE: Duration = Duration::from_secs(30 * 60);
+
+/// Who is taking the lock.
+#[derive(Clone, Debug)]
+pub struct LockOwner {
+    /// Unique per run.
+    pub token: String,
+    /// `siteward apply` by a user, or `siteward watch`.
+    pub owner: String,
+    pub machine: String,
+    pub pid: u32,
+}
+
+impl LockOwner {
+    /// The owner record of this process.
+    pub fn this_process(owner: &str) -> Self {
+        let machine = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        LockOwner {
+            token: format!("{machine}-{pid}-{nanos}"),
+            owner: owner.to_owned(),
+            machine,
+            pid,
+        }
+    }
+}
+
+/// Why a lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("site `{site}` is locked on {endpoint} by {holder}")]
+    Held {
+        site: String,
+        endpoint: String,
+        holder: String,
+    },
+    #[error("could not lock site `{site}`")]
+    Transport {
+        site: String,
+        #[source]
+        source: TransportError,
+    },
+}
+
+/// Takes the lock of a site on its server.
+pub async fn acquire<T: Transport>(
+    transport: &T,
+    site: &str,
+    owner: &LockOwner,
+) -> Result<(), LockError> {
+    let command = Command::script(LOCK)
+        .args([
+            site,
+            &owner.token,
+            &owner.owner,
+            &owner.machine,
+            &owner.pid.to_string(),
+            &LEASE.as_secs().to_string(),
+        ])
+        .render()
+        .map_err(|e| LockError::Transport {
+            site: site.into(),
+            source: e.into(),
+        })?;
+    let output = transport
+        .exec(&command, Stdin::Empty)
+        .await
+        .map_err(|source| LockError::Transport {
+            site: site.into(),
+            source,
+        })?;
+    let stdout = output.stdout_lossy();
+    if output.success() && stdout.trim() == "acquired" {
+        return Ok(());
+    }
+    if output.status == 4 {
+        return Err(LockError::Held {
+            site: site.into(),
+            endpoint: transport.endpoint().into(),
+            holder: describe_holder(&stdout),
+        });
+    }
+    Err(LockError::Transport {
+        site: site.into(),
+        source: TransportError::Failed {
+            what: format!("locking site {site}"),
+            endpoint: transport.endpoint().into(),
+            status: output.status,
+            stderr: output.stderr_lossy(),
+        },
+    })
+}
+
+fn describe_holder(answer: &str) -> String {
+    let field = |key: &str| {
+        answer
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let expires: u64 = field("expires").parse().unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{} on {} (pid {}), lease ends in {} s",
+        field("owner"),
+        field("machine"),
+        field("pid"),
+        expires.saturating_sub(now)
+    )
+}
+
+/// Releases the lock when this run holds it.
+pub async fn release<T: Transport>(
+    transport: &T,
+    site: &str,
+    owner: &LockOwner,
+) -> Result<(), TransportError> {
+    let command = Command::script(UNLOCK)
+        .args([site, &owner.token])
+        .render()?;
+    transport
+        .exec_checked(&format!("unlocking site {site}"), &command, Stdin::Empty)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_described_in_words() {
+        let text = describe_holder(
+            "held\ntoken=x\nowner=siteward apply\nmachine=ci-7\npid=42\nacquired=1\nexpires=2\n",
+        );
+        assert!(
+            text.starts_with("siteward apply on ci-7 (pid 42)"),
+            "{text}"
+        );
+    }
+}

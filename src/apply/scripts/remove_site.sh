@@ -1,0 +1,24 @@
+# Removes everything of a site from this server: workers, managed files, the site root and
+# user, and the record. Databases are dropped by separate SQL. Used by `apply --prune`.
+# $1 site, $2 user, $3 root, $4 managed files (newline separated), $5 programs (newline separated)
+set -eu
+site=$1 user=$2 root=$3 files=$4 programs=$5
+printf '%s\n' "$programs" | while IFS= read -r program; do
+  [ -n "$program" ] && supervisorctl stop "$program:*" >/dev/null 2>&1 || true
+done
+printf '%s\n' "$files" | while IFS= read -r file; do
+  [ -n "$file" ] && rm -f "$file"
+done
+supervisorctl reread >/dev/null 2>&1 || true
+supervisorctl update >/dev/null 2>&1 || true
+if nginx -t >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ]; then systemctl reload nginx; else nginx -s reload; fi
+fi
+for pid in /run/php/php*-fpm.pid; do [ -s "$pid" ] && kill -USR2 "$(cat "$pid")" 2>/dev/null || true; done
+case $root in /home/*/*) rm -rf "$root" ;; esac
+if [ -n "$user" ] && id -u "$user" >/dev/null 2>&1; then
+  pkill -u "$user" 2>/dev/null || true
+  crontab -r -u "$user" 2>/dev/null || true
+  userdel --remove "$user" 2>/dev/null || userdel "$user"
+fi
+rm -rf "/var/lib/siteward/sites/$site"

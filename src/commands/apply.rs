@@ -1,0 +1,172 @@
+//! `siteward apply`: run the plan's steps, site by site, under each site's lock.
+
+use super::reconcile::{PrepareOptions, Prepared, prepare, runtime};
+use super::{Context, Exit, hinted};
+use crate::apply::lock::LockOwner;
+use crate::apply::{SiteOutcome, all_ok, apply_site, sites_by_server};
+use crate::cli::{ApplyArgs, ReportFormat};
+use crate::plan::{Plan, render};
+use anyhow::Context as _;
+use std::io::{BufRead, IsTerminal, Write};
+
+/// Applies a saved plan, or plans and applies.
+pub fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
+    runtime()?.block_on(run_async(ctx, args))
+}
+
+async fn run_async(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
+    let saved = args.plan_file.as_deref().map(load_saved).transpose()?;
+    let prepared = prepare(
+        ctx,
+        PrepareOptions {
+            specs: &args.specs.specs,
+            sites: &args.sites,
+            accept_new_host_keys: args.accept_new_host_keys,
+            prune: args.prune,
+        },
+    )
+    .await?;
+    let plan = match saved {
+        Some(saved) => check_saved(saved, &prepared.plan)?,
+        None => prepared.plan.clone(),
+    };
+    if !plan.has_changes() {
+        println!("{}", render::summary(&plan));
+        super::record::plan_made(ctx, &plan);
+        return Ok(Exit::Success);
+    }
+    if args.plan_file.is_none() {
+        print!(
+            "{}",
+            super::plan::render_plan(
+                &plan,
+                ReportFormat::Text,
+                ctx.color_stdout,
+                &prepared.secrets
+            )
+        );
+        confirm(args.auto_approve)?;
+    }
+    let outcomes = apply_all(&prepared, &plan).await;
+    report(&outcomes, &prepared);
+    super::record::apply_done(ctx, &plan, &outcomes, &prepared.secrets);
+    if let Some(path) = &args.report {
+        let text = prepared
+            .secrets
+            .scrub(&serde_json::to_string_pretty(&outcomes)?);
+        std::fs::write(path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    if all_ok(&outcomes) {
+        Ok(Exit::Success)
+    } else {
+        Err(hinted(
+            "some steps failed; the servers are partly applied",
+            "fix the cause above and apply again: every step is safe to re-run",
+        ))
+    }
+}
+
+fn load_saved(path: &std::path::Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read the plan {}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a siteward plan", path.display()))?;
+    if plan.format_version != crate::plan::FORMAT_VERSION {
+        return Err(hinted(
+            format!(
+                "the plan uses format version {}, this siteward reads {}",
+                plan.format_version,
+                crate::plan::FORMAT_VERSION
+            ),
+            "make the plan again with this siteward",
+        ));
+    }
+    Ok(plan)
+}
+
+/// A saved plan applies only to the specs and server state it was made from.
+fn check_saved(saved: Plan, fresh: &Plan) -> anyhow::Result<Plan> {
+    if saved.spec_hash != fresh.spec_hash {
+        return Err(hinted(
+            "the specs changed since this plan was made",
+            "run `siteward plan --out FILE` again and apply the new plan",
+        ));
+    }
+    if saved.observed_fingerprint != fresh.observed_fingerprint {
+        return Err(hinted(
+            "the plan is stale: the servers changed since it was made",
+            "run `siteward plan --out FILE` again and review the new plan",
+        ));
+    }
+    Ok(saved)
+}
+
+fn confirm(auto_approve: bool) -> anyhow::Result<()> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            "refusing to apply without confirmation",
+            "pass `--auto-approve`, or apply a reviewed plan file: `siteward apply FILE`",
+        ));
+    }
+    eprint!("Apply these changes? Only `yes` is accepted: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(hinted("apply cancelled", "nothing was changed"))
+    }
+}
+
+async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
+    let owner = LockOwner::this_process("siteward apply");
+    let mut tasks = Vec::new();
+    for (server_name, sites) in sites_by_server(plan) {
+        let Some(session) = prepared.sessions.get(&server_name) else {
+            continue;
+        };
+        let Some(server) = prepared
+            .loaded
+            .servers
+            .iter()
+            .find(|s| s.item.name.as_str() == server_name)
+        else {
+            continue;
+        };
+        for site in sites {
+            tasks.push(apply_site(
+                session,
+                site,
+                &server.item.spec,
+                &prepared.secrets,
+                &owner,
+            ));
+        }
+    }
+    futures::future::join_all(tasks).await
+}
+
+fn report(outcomes: &[SiteOutcome], prepared: &Prepared) {
+    for outcome in outcomes {
+        let steps = outcome.steps.len();
+        let state = if outcome.ok { "applied" } else { "FAILED" };
+        eprintln!(
+            "site {} on {}: {state} ({steps} steps, {} ms)",
+            outcome.site, outcome.server, outcome.millis
+        );
+        if let Some(error) = &outcome.error {
+            eprintln!("  error: {}", prepared.secrets.scrub(error));
+        }
+    }
+    let steps: usize = outcomes.iter().map(|o| o.steps.len()).sum();
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    println!(
+        "Apply complete: {} sites, {steps} steps, {failed} failed.",
+        outcomes.len()
+    );
+}

@@ -1,0 +1,62 @@
+//! `siteward plan`: observe, diff and print what an apply would do.
+
+use super::reconcile::{PrepareOptions, prepare, runtime};
+use super::{Context, Exit};
+use crate::cli::{PlanArgs, ReportFormat};
+use crate::plan::{Plan, render};
+use crate::spec::secret::ResolvedSecrets;
+use anyhow::Context as _;
+
+/// Makes and prints the plan.
+pub fn run(ctx: &Context, args: PlanArgs) -> anyhow::Result<Exit> {
+    let prepared = runtime()?.block_on(prepare(
+        ctx,
+        PrepareOptions {
+            specs: &args.specs.specs,
+            sites: &args.sites,
+            accept_new_host_keys: args.accept_new_host_keys,
+            prune: args.prune,
+        },
+    ))?;
+    let plan = &prepared.plan;
+    print!(
+        "{}",
+        render_plan(plan, args.format, ctx.color_stdout, &prepared.secrets)
+    );
+    if let Some(path) = &args.out {
+        save(plan, path)?;
+        eprintln!(
+            "Saved the plan to {}; apply it with `siteward apply {}`.",
+            path.display(),
+            path.display()
+        );
+    }
+    super::record::plan_made(ctx, plan);
+    Ok(match (args.detailed_exitcode, plan.has_changes()) {
+        (true, true) => Exit::Changes,
+        _ => Exit::Success,
+    })
+}
+
+/// The plan in the chosen format, with every resolved secret scrubbed.
+pub fn render_plan(
+    plan: &Plan,
+    format: ReportFormat,
+    color: bool,
+    secrets: &ResolvedSecrets,
+) -> String {
+    let text = match format {
+        ReportFormat::Text => render::text(plan, color),
+        ReportFormat::Json => render::json(plan) + "\n",
+        ReportFormat::Markdown => render::markdown(plan),
+    };
+    secrets.scrub(&text)
+}
+
+/// Saves a plan for `apply FILE`.
+pub fn save(plan: &Plan, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = render::json(plan);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("failed to write {}", path.display()))
+}

@@ -1,0 +1,235 @@
+//! The pipeline `plan` and `apply` share: load specs, resolve secrets, connect, observe, plan.
+
+use super::{Context, hinted};
+use crate::observe::{self, ObservedServer};
+use crate::plan::Plan;
+use crate::plan::build::{PlanInputs, build_plan};
+use crate::spec::secret::{ResolvedSecrets, SecretRef};
+use crate::spec::site::EnvValue;
+use crate::spec::{self, Loaded, Site, diagnostic};
+use crate::transport::SshSession;
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Loads and checks the specs; invalid specs print their diagnostics and fail.
+pub fn load_specs(ctx: &Context, paths: &[PathBuf]) -> anyhow::Result<Loaded> {
+    let loaded = spec::load_and_check(paths);
+    if loaded.diagnostics.is_empty() {
+        return Ok(loaded);
+    }
+    let text = diagnostic::render_text(&loaded.diagnostics, &loaded.sources);
+    eprint!(
+        "{}",
+        super::validate::colour_diagnostics(ctx.color_stderr, &text)
+    );
+    Err(hinted(
+        "the specs are invalid",
+        "fix the errors above; `siteward validate` checks specs without touching servers",
+    ))
+}
+
+/// The sites to work on: all, or those named with `--site`.
+pub fn select_sites<'a>(loaded: &'a Loaded, names: &[String]) -> anyhow::Result<Vec<&'a Site>> {
+    let all: Vec<&Site> = loaded.sites.iter().map(|s| &s.item).collect();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for name in names {
+        match all.iter().find(|s| s.name.as_str() == name) {
+            Some(site) => out.push(*site),
+            None => {
+                let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                return Err(hinted(
+                    format!("no spec names site `{name}`"),
+                    format!("the sites are: {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every secret reference of these sites and of the servers they are on.
+pub fn secret_references<'a>(loaded: &'a Loaded, sites: &[&'a Site]) -> Vec<&'a SecretRef> {
+    let mut out = Vec::new();
+    for site in sites {
+        for value in site.spec.env.values() {
+            if let EnvValue::Secret(reference) = value {
+                out.push(reference);
+            }
+        }
+        if let Some(database) = &site.spec.database {
+            out.extend(database.users.iter().map(|u| &u.password));
+        }
+    }
+    for server in &loaded.servers {
+        let spec = &server.item.spec;
+        out.extend(
+            spec.mysql
+                .iter()
+                .chain(spec.postgres.iter())
+                .filter_map(|a| a.admin_password.as_ref()),
+        );
+    }
+    out
+}
+
+/// Resolves the secrets; every missing one is named at once.
+pub fn resolve_secrets(loaded: &Loaded, sites: &[&Site]) -> anyhow::Result<ResolvedSecrets> {
+    ResolvedSecrets::resolve(secret_references(loaded, sites)).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        hinted(
+            format!("{} secret(s) could not be read:\n  {}", list.len(), list.join("\n  ")),
+            "export the variables (or create the files) the specs reference before running siteward",
+        )
+    })
+}
+
+/// The servers to observe: every Server in the specs, or those of the selected sites.
+pub fn servers_to_observe(loaded: &Loaded, sites: &[&Site], all: bool) -> Vec<String> {
+    let mut names: Vec<String> = if all {
+        loaded
+            .servers
+            .iter()
+            .map(|s| s.item.name.to_string())
+            .collect()
+    } else {
+        sites.iter().map(|s| s.spec.server.to_string()).collect()
+    };
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Connects to every named server, concurrently.
+pub async fn connect_all(
+    loaded: &Loaded,
+    names: &[String],
+    accept_new: bool,
+) -> anyhow::Result<BTreeMap<String, SshSession>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in names {
+        let server = loaded
+            .servers
+            .iter()
+            .find(|s| s.item.name.as_str() == name)
+            .map(|s| s.item.clone());
+        let Some(server) = server else { continue };
+        let target = observe::connect::target(&server, accept_new);
+        let name = name.clone();
+        tasks.spawn(async move {
+            let session = SshSession::connect(&target)
+                .await
+                .with_context(|| format!("failed to connect to server `{name}`"));
+            (name, session)
+        });
+    }
+    let mut sessions = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, session) = joined.context("a connection task failed")?;
+        sessions.insert(name, session?);
+    }
+    Ok(sessions)
+}
+
+/// Observes every connected server with one probe each, concurrently.
+pub async fn observe_all(
+    loaded: &Loaded,
+    sessions: &BTreeMap<String, SshSession>,
+) -> anyhow::Result<BTreeMap<String, ObservedServer>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, session) in sessions {
+        let Some(server) = loaded
+            .servers
+            .iter()
+            .find(|s| s.item.name.as_str() == name)
+            .map(|s| s.item.clone())
+        else {
+            continue;
+        };
+        let request = observe::connect::probe_request(loaded, name);
+        let secrets = resolve_admin_secrets(&server);
+        let session = session.clone();
+        let name = name.clone();
+        tasks.spawn(async move {
+            let observed = observe::connect::observe(&server, &session, &request, &secrets)
+                .await
+                .with_context(|| format!("failed to observe server `{name}`"));
+            (name, observed)
+        });
+    }
+    let mut observed = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, result) = joined.context("an observation task failed")?;
+        observed.insert(name, result?);
+    }
+    Ok(observed)
+}
+
+fn resolve_admin_secrets(server: &crate::spec::Server) -> ResolvedSecrets {
+    let spec = &server.spec;
+    let references = spec
+        .mysql
+        .iter()
+        .chain(spec.postgres.iter())
+        .filter_map(|a| a.admin_password.as_ref());
+    ResolvedSecrets::resolve(references).unwrap_or_default()
+}
+
+/// Everything a plan was made from, kept for applying it.
+pub struct Prepared {
+    pub loaded: Loaded,
+    pub secrets: ResolvedSecrets,
+    pub sessions: BTreeMap<String, SshSession>,
+    pub plan: Plan,
+}
+
+/// Options of the pipeline.
+pub struct PrepareOptions<'a> {
+    pub specs: &'a [PathBuf],
+    pub sites: &'a [String],
+    pub accept_new_host_keys: bool,
+    pub prune: bool,
+}
+
+/// Loads, resolves, connects, observes and plans.
+pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Result<Prepared> {
+    let loaded = load_specs(ctx, options.specs)?;
+    let (secrets, server_names) = {
+        let sites = select_sites(&loaded, options.sites)?;
+        let secrets = resolve_secrets(&loaded, &sites)?;
+        (
+            secrets,
+            servers_to_observe(&loaded, &sites, options.sites.is_empty()),
+        )
+    };
+    let sessions = connect_all(&loaded, &server_names, options.accept_new_host_keys).await?;
+    let observed = observe_all(&loaded, &sessions).await?;
+    let plan = {
+        let sites = select_sites(&loaded, options.sites)?;
+        let inputs = PlanInputs {
+            sites,
+            all_site_names: loaded.sites.iter().map(|s| s.item.name.as_str()).collect(),
+            observed: &observed,
+            secrets: &secrets,
+            prune: options.prune,
+        };
+        build_plan(&inputs)
+    };
+    Ok(Prepared {
+        loaded,
+        secrets,
+        sessions,
+        plan,
+    })
+}
+
+/// A multi-threaded runtime for a command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}

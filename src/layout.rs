@@ -1,0 +1,71 @@
+//! The on-server layout: where each site's pieces live. A contract operators rely on.
+//!
+//! ```text
+//! /home/<user>/<domain>/            site root
+//!   releases/<id>/                  one per deploy (strategy `releases`)
+//!   current -> releases/<id>        the live release
+//!   shared/.env, shared/<storage>   linked into every release
+//! /etc/nginx/conf.d/siteward-<site>.conf
+//! /etc/php/<v>/fpm/pool.d/siteward-<site>.conf   socket /run/php/siteward-<site>.sock
+//! /etc/cron.d/siteward-<site>
+//! /etc/supervisor/conf.d/siteward-<site>-<worker>.conf
+//! /var/lib/siteward/sites/<site>/   siteward's records: spec hash, release, journal, lock
+//! ```
+
+/// Where siteward keeps its records on a server.
+pub const STATE_ROOT: &str = "/var/lib/siteward";
+
+/// The directory of one site's records.
+pub fn record_dir(site: &str) -> String {
+    format!("{STATE_ROOT}/sites/{site}")
+}
+
+/// The site's root directory.
+pub fn site_root(user: &str, domain: &str) -> String {
+    format!("/home/{user}/{domain}")
+}
+
+/// The releases directory.
+pub fn releases_dir(root: &str) -> String {
+    format!("{root}/releases")
+}
+
+/// The `current` symlink.
+pub fn current_link(root: &str) -> String {
+    format!("{root}/current")
+}
+
+/// The shared directory (`.env`, storage).
+pub fn shared_dir(root: &str) -> String {
+    format!("{root}/shared")
+}
+
+/// The nginx vhost file.
+pub fn vhost_path(site: &str) -> String {
+    format!("/etc/nginx/conf.d/siteward-{site}.conf")
+}
+
+/// The PHP-FPM pool file.
+pub fn pool_path(php: &str, site: &str) -> String {
+    format!("/etc/php/{php}/fpm/pool.d/siteward-{site}.conf")
+}
+
+/// The PHP-FPM socket.
+pub fn fpm_socket(site: &str) -> String {
+    format!("/run/php/siteward-{site}.sock")
+}
+
+/// The cron file.
+pub fn cron_path(site: &str) -> String {
+    format!("/etc/cron.d/siteward-{site}")
+}
+
+/// The supervisor program name of a worker.
+pub fn program_name(site: &str, worker: &str) -> String {
+    format!("siteward-{site}-{worker}")
+}
+
+/// The supervisor program file of a worker.
+pub fn program_path(site: &str, worker: &str) -> String {
+    format!("/etc/supervisor/conf.d/{}.conf", program_name(site, worker))
+}

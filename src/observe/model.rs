@@ -1,0 +1,229 @@
+//! What siteward saw on a server: the typed result of one probe.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything observed on one server in one probe.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedServer {
+    /// The server's own host name.
+    pub hostname: String,
+    /// PHP versions installed (`/etc/php/<v>` with an FPM binary), and whether FPM runs.
+    pub php: Vec<ObservedPhp>,
+    /// Services siteward relies on.
+    pub services: BTreeMap<String, ServiceState>,
+    /// Free disk where sites and databases live.
+    pub disks: Vec<Disk>,
+    /// Sites with records under `/var/lib/siteward/sites` (whatever the specs say).
+    pub recorded_sites: Vec<String>,
+    /// Every site looked at: those the specs place here and those recorded here.
+    pub sites: BTreeMap<String, ObservedSite>,
+    /// What the probe could not look at. The fields a problem is about are unknown, not absent:
+    /// with a `mysql` problem, a site without `database` may still have one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<ObservedProblem>,
+}
+
+/// Something the probe could not observe, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedProblem {
+    /// The site concerned; `None` for the server as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// What could not be observed: `mysql`, `postgresql`, `supervisor`, `site`, `record`,
+    /// `files`, `lock`.
+    pub topic: String,
+    /// Why, in the words of the server's tools where there are some.
+    pub message: String,
+}
+
+/// One PHP version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedPhp {
+    pub version: String,
+    pub fpm_running: bool,
+}
+
+/// Whether a service is installed and answering.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceState {
+    pub installed: bool,
+    pub running: bool,
+}
+
+/// Free space of the file system holding `path`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    pub path: String,
+    pub available_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Everything observed about one site.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedSite {
+    /// siteward's record of the site on this server, when there is one.
+    pub record: Option<SiteRecord>,
+    /// The site's Linux user, when it exists.
+    pub user: Option<ObservedUser>,
+    /// Paths of the site (root, releases, shared, storage…) by absolute path.
+    pub paths: BTreeMap<String, ObservedPath>,
+    /// Managed files by absolute path: vhost, pool, cron file, supervisor programs, `.env`.
+    pub files: BTreeMap<String, ObservedFile>,
+    /// `.env` keys with the sha256 of each value; never the values. `None`: no `.env`.
+    /// Values are read as Laravel reads them (one pair of quotes removed, escapes in double
+    /// quotes resolved, `${VAR}` not expanded); for a key given twice, the first one counts.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Releases on disk, oldest first.
+    pub releases: Vec<ObservedRelease>,
+    /// The release `current` points at.
+    pub current_release: Option<String>,
+    /// Git state of the live code.
+    pub git: Option<GitState>,
+    /// The commit the spec's branch points at, resolved on the server (`git ls-remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_tip: Option<String>,
+    /// The database, when it exists.
+    pub database: Option<ObservedDatabase>,
+    /// Database users (those the spec names and those recorded) that exist.
+    pub database_users: BTreeMap<String, ObservedDatabaseUser>,
+    /// Supervisor processes of this site's programs.
+    pub processes: Vec<ObservedProcess>,
+    /// The site user's own crontab entries: lines that are neither blank nor comments (never
+    /// rewritten; shown for context).
+    pub user_crontab_lines: usize,
+}
+
+/// siteward's record of a site on a server (`/var/lib/siteward/sites/<site>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteRecord {
+    /// Key-value facts recorded at the last apply (`specHash`, `user`, `domain`, …).
+    pub facts: BTreeMap<String, String>,
+    /// The lock, when one is held.
+    pub lock: Option<LockRecord>,
+    /// The migration journal's lines, when a migration is in progress.
+    pub journal: Vec<String>,
+}
+
+/// A site lock on its server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockRecord {
+    pub owner: String,
+    pub machine: String,
+    pub pid: u32,
+    pub acquired_unix: u64,
+    pub expires_unix: u64,
+}
+
+/// A Linux user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// What is at a path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedPath {
+    pub kind: PathKind,
+    pub owner: String,
+    pub group: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// For symlinks, where they point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// The kind of file system object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// A managed file: its hash and, for text files siteward renders, its content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedFile {
+    pub sha256: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+    /// The content, for files whose diff the plan shows (never `.env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// A release directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedRelease {
+    pub id: String,
+    /// The commit checked out in it.
+    pub commit: Option<String>,
+    /// Marked bad by a failed health check.
+    pub bad: bool,
+}
+
+/// Git state of a checkout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitState {
+    pub commit: String,
+    pub remote: Option<String>,
+    pub branch: Option<String>,
+}
+
+/// A database as the server reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedDatabase {
+    pub engine: String,
+    pub name: String,
+    pub charset: String,
+    pub collation: String,
+    pub size_bytes: u64,
+}
+
+/// A database user and its privileges on the site's database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedDatabaseUser {
+    pub name: String,
+    /// Privileges on the site's database, upper case (`SELECT`, `INSERT`, …).
+    pub privileges: Vec<String>,
+    /// The server's stored password verifier (MariaDB `authentication_string`, PostgreSQL
+    /// `rolpassword` SCRAM verifier), compared with the spec's secret without ever sending
+    /// the secret. Never serialized.
+    #[serde(skip_serializing, default)]
+    pub password_verifier: Option<String>,
+}
+
+/// One supervisor process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedProcess {
+    /// `siteward-<site>-<worker>`.
+    pub program: String,
+    /// `siteward-<site>-<worker>_00`.
+    pub process: String,
+    /// `RUNNING`, `STOPPED`, `FATAL`, …
+    pub state: String,
+}

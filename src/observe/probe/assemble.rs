@@ -1,0 +1,469 @@
+//! From server-wide records to sites: which paths, files, rows and processes belong to which
+//! site, following the on-server layout (`crate::layout`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use super::answer::{Answer, EngineRows, Stat};
+use crate::layout;
+use crate::observe::{
+    LockRecord, ObservedDatabase, ObservedDatabaseUser, ObservedFile, ObservedPath,
+    ObservedProblem, ObservedServer, ObservedSite, PathKind, ProbeRequest, SiteProbe, SiteRecord,
+};
+
+/// Builds the observed server: every site of the request and every recorded site.
+pub(super) fn assemble(mut answer: Answer, request: &ProbeRequest) -> ObservedServer {
+    let contents = slice_contents(&mut answer);
+    let names = site_names(&answer, request);
+    let owners = FileOwners::new(&names);
+    let mut server = ObservedServer {
+        hostname: std::mem::take(&mut answer.hostname),
+        php: std::mem::take(&mut answer.php),
+        services: std::mem::take(&mut answer.services),
+        disks: std::mem::take(&mut answer.disks),
+        recorded_sites: answer.recorded.clone(),
+        ..ObservedServer::default()
+    };
+    for name in &names {
+        let wanted = request.sites.iter().find(|site| &site.name == name);
+        let site = observe_site(&mut answer, name, wanted);
+        server.sites.insert(name.clone(), site);
+    }
+    attach_files(&mut server, &answer, &owners, contents);
+    attach_processes(&mut server, &mut answer, &owners);
+    server.problems = std::mem::take(&mut answer.problems);
+    server
+}
+
+/// The sites of the request, then the recorded ones.
+fn site_names(answer: &Answer, request: &ProbeRequest) -> Vec<String> {
+    let mut names: Vec<String> = request.sites.iter().map(|s| s.name.clone()).collect();
+    for recorded in &answer.recorded {
+        if !names.contains(recorded) {
+            names.push(recorded.clone());
+        }
+    }
+    names
+}
+
+fn observe_site(answer: &mut Answer, name: &str, wanted: Option<&SiteProbe>) -> ObservedSite {
+    let recorded = answer.facts.get(name).and_then(facts_to_probe);
+    let recorded = recorded.filter(|facts| wanted.is_none_or(|wanted| !same_layout(facts, wanted)));
+    let variants: Vec<SiteProbe> = wanted.cloned().into_iter().chain(recorded).collect();
+    let mut site = ObservedSite {
+        record: record(answer, name),
+        ..ObservedSite::default()
+    };
+    let Some(primary) = variants.first() else {
+        return site;
+    };
+    let root = layout::site_root(&primary.user, &primary.domain);
+    site.user = answer.users.get(&primary.user).cloned();
+    site.paths = paths(&answer.stats, &variants);
+    site.env = answer
+        .env_files
+        .contains_key(name)
+        .then(|| answer.env.remove(name).unwrap_or_default());
+    site.releases = releases(answer, name);
+    site.current_release = current_release(&answer.stats, &root);
+    site.git = answer.git.remove(name);
+    site.source_tip = wanted.and_then(|wanted| source_tip(answer, wanted));
+    site.database = database(answer, primary);
+    site.database_users = database_users(answer, primary, &variants);
+    site.user_crontab_lines = answer.crontabs.get(&primary.user).copied().unwrap_or(0);
+    site
+}
+
+/// Whether two sets of facts put the site in the same places.
+fn same_layout(left: &SiteProbe, right: &SiteProbe) -> bool {
+    (
+        &left.user,
+        &left.domain,
+        &left.php,
+        &left.database,
+        &left.database_users,
+        &left.storage,
+    ) == (
+        &right.user,
+        &right.domain,
+        &right.php,
+        &right.database,
+        &right.database_users,
+        &right.storage,
+    )
+}
+
+/// The facts a record keeps (`user`, `domain`, `php`, `dbEngine`, `dbName`, `dbUsers`,
+/// `storage`) as the probe reads them; `None` without a user and a domain.
+fn facts_to_probe(facts: &BTreeMap<String, String>) -> Option<SiteProbe> {
+    let get = |key: &str| facts.get(key).filter(|value| !value.is_empty()).cloned();
+    let list = |key: &str| {
+        get(key).map_or_else(Vec::new, |value| {
+            value
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    Some(SiteProbe {
+        name: String::new(),
+        user: get("user")?,
+        domain: get("domain")?,
+        php: get("php"),
+        database: get("dbEngine").zip(get("dbName")),
+        database_users: list("dbUsers"),
+        storage: list("storage"),
+        source: None,
+    })
+}
+
+fn record(answer: &mut Answer, name: &str) -> Option<SiteRecord> {
+    if !answer.recorded.iter().any(|recorded| recorded == name) {
+        return None;
+    }
+    let lock = answer.locks.remove(name).and_then(|lines| {
+        let lock = lock_record(&lines);
+        if lock.is_none() {
+            answer.problems.push(problem(
+                name,
+                "lock",
+                "the lock file is unreadable: missing or non-numeric fields",
+            ));
+        }
+        lock
+    });
+    Some(SiteRecord {
+        facts: answer.facts.remove(name).unwrap_or_default(),
+        lock,
+        journal: answer.journals.remove(name).unwrap_or_default(),
+    })
+}
+
+fn lock_record(lines: &BTreeMap<String, String>) -> Option<LockRecord> {
+    let number = |key: &str| lines.get(key)?.trim().parse::<u64>().ok();
+    Some(LockRecord {
+        owner: lines.get("owner")?.clone(),
+        machine: lines.get("machine")?.clone(),
+        pid: u32::try_from(number("pid")?).ok()?,
+        acquired_unix: number("acquired")?,
+        expires_unix: number("expires")?,
+    })
+}
+
+fn problem(site: &str, topic: &str, message: impl Into<String>) -> ObservedProblem {
+    ObservedProblem {
+        site: Some(site.to_owned()),
+        topic: topic.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The paths of the layout, for every set of facts the site is known by (the spec's and the
+/// record's may differ while a change is pending).
+fn paths(stats: &BTreeMap<String, Stat>, variants: &[SiteProbe]) -> BTreeMap<String, ObservedPath> {
+    let mut paths = BTreeMap::new();
+    for facts in variants {
+        for path in layout_paths(facts) {
+            if let Some(stat) = stats.get(&path) {
+                paths.insert(path, observed_path(stat));
+            }
+        }
+    }
+    paths
+}
+
+fn layout_paths(facts: &SiteProbe) -> Vec<String> {
+    let root = layout::site_root(&facts.user, &facts.domain);
+    let shared = layout::shared_dir(&root);
+    let mut paths = vec![
+        root.clone(),
+        layout::releases_dir(&root),
+        layout::current_link(&root),
+        shared.clone(),
+        format!("{shared}/.env"),
+        format!("{root}/.env"),
+    ];
+    for storage in &facts.storage {
+        paths.push(format!("{shared}/{storage}"));
+        paths.push(format!("{root}/{storage}"));
+    }
+    paths
+}
+
+fn observed_path(stat: &Stat) -> ObservedPath {
+    ObservedPath {
+        kind: stat.kind,
+        owner: stat.owner.clone(),
+        group: stat.group.clone(),
+        mode: stat.mode,
+        target: stat.target.clone(),
+    }
+}
+
+fn releases(answer: &mut Answer, name: &str) -> Vec<crate::observe::ObservedRelease> {
+    let mut releases = answer.releases.remove(name).unwrap_or_default();
+    for release in &mut releases {
+        let key = (name.to_owned(), release.id.clone());
+        release.commit = answer.revisions.remove(&key);
+    }
+    releases
+}
+
+fn current_release(stats: &BTreeMap<String, Stat>, root: &str) -> Option<String> {
+    let stat = stats.get(&layout::current_link(root))?;
+    let target = stat
+        .target
+        .as_deref()
+        .filter(|_| stat.kind == PathKind::Symlink)?;
+    let name = target.trim_end_matches('/').rsplit('/').next()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// The commit the spec's branch (or tag) points at, from the repository's `ls-remote` listing.
+fn source_tip(answer: &Answer, wanted: &SiteProbe) -> Option<String> {
+    let (repository, reference) = wanted.source.as_ref()?;
+    let (index, _) = answer.sources.iter().find(|(_, url)| *url == repository)?;
+    let refs = answer.refs.get(index)?;
+    [
+        format!("refs/heads/{reference}"),
+        format!("refs/tags/{reference}^{{}}"),
+        format!("refs/tags/{reference}"),
+        reference.clone(),
+    ]
+    .iter()
+    .find_map(|name| refs.get(name).cloned())
+}
+
+fn engine_rows<'a>(answer: &'a Answer, engine: &str) -> Option<&'a EngineRows> {
+    match engine {
+        "mysql" | "mariadb" => Some(&answer.mysql),
+        "postgres" => Some(&answer.postgres),
+        _ => None,
+    }
+}
+
+fn database(answer: &Answer, facts: &SiteProbe) -> Option<ObservedDatabase> {
+    let (engine, name) = facts.database.as_ref()?;
+    let (charset, collation, size) = engine_rows(answer, engine)?.databases.get(name)?;
+    Some(ObservedDatabase {
+        engine: engine.clone(),
+        name: name.clone(),
+        charset: charset.clone(),
+        collation: collation.clone(),
+        size_bytes: *size,
+    })
+}
+
+/// Users named by any set of facts that exist, with their privileges on the primary database.
+fn database_users(
+    answer: &Answer,
+    primary: &SiteProbe,
+    variants: &[SiteProbe],
+) -> BTreeMap<String, ObservedDatabaseUser> {
+    let mut users = BTreeMap::new();
+    let Some((engine, database)) = primary.database.as_ref() else {
+        return users;
+    };
+    let Some(rows) = engine_rows(answer, engine) else {
+        return users;
+    };
+    let names: BTreeSet<&String> = variants.iter().flat_map(|v| &v.database_users).collect();
+    for name in names {
+        let Some(verifier) = rows.users.get(name) else {
+            continue;
+        };
+        let user = ObservedDatabaseUser {
+            name: name.clone(),
+            privileges: privileges(rows, engine, name, database),
+            password_verifier: verifier.clone(),
+        };
+        users.insert(name.clone(), user);
+    }
+    users
+}
+
+fn privileges(rows: &EngineRows, engine: &str, user: &str, database: &str) -> Vec<String> {
+    let mysql = engine != "postgres";
+    let matches = |(grantee, schema, _): &&(String, String, String)| {
+        if mysql {
+            mysql_grantee(grantee) == Some(user) && mysql_schema(schema) == database
+        } else {
+            grantee == user && schema == database
+        }
+    };
+    let set: BTreeSet<String> = rows
+        .grants
+        .iter()
+        .filter(matches)
+        .map(|(_, _, privilege)| privilege.to_ascii_uppercase())
+        .collect();
+    set.into_iter().collect()
+}
+
+/// `'shop'@'localhost'` → `shop`; other hosts do not count.
+fn mysql_grantee(grantee: &str) -> Option<&str> {
+    let (user, host) = grantee.rsplit_once('@')?;
+    let user = user.strip_prefix('\'')?.strip_suffix('\'')?;
+    (host == "'localhost'").then_some(user)
+}
+
+/// A grant's `TABLE_SCHEMA` as `mysql --batch` prints it: the batch escapes undone, then the
+/// `LIKE` escapes of `GRANT … ON shop\_db.*`.
+fn mysql_schema(schema: &str) -> String {
+    let batch = unescape(
+        schema,
+        &[('\\', '\\'), ('t', '\t'), ('n', '\n'), ('0', '\0')],
+    );
+    unescape(&batch, &[('_', '_'), ('%', '%'), ('\\', '\\')])
+}
+
+/// Replaces `\x` by the character `pairs` maps `x` to; other backslashes stay.
+fn unescape(text: &str, pairs: &[(char, char)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        let mapped = (c == '\\')
+            .then(|| chars.clone().next())
+            .flatten()
+            .and_then(|next| pairs.iter().find(|(from, _)| *from == next));
+        match mapped {
+            Some((_, to)) => {
+                chars.next();
+                out.push(*to);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Which site a managed file or a supervisor program belongs to.
+struct FileOwners<'a> {
+    names: &'a [String],
+}
+
+impl<'a> FileOwners<'a> {
+    fn new(names: &'a [String]) -> Self {
+        FileOwners { names }
+    }
+
+    /// The owner of `/etc/…` managed files by their layout name.
+    fn of_path(&self, path: &str) -> Option<&'a String> {
+        if let Some(program) = path
+            .strip_prefix("/etc/supervisor/conf.d/")
+            .and_then(|file| file.strip_suffix(".conf"))
+        {
+            return self.of_program(program);
+        }
+        self.names.iter().find(|name| {
+            path == layout::vhost_path(name)
+                || path == layout::cron_path(name)
+                || is_pool_of(path, name)
+        })
+    }
+
+    /// The site of program `siteward-<site>-<worker>`: the longest site name that fits, so that
+    /// `siteward-shop-eu-horizon` goes to `shop-eu`, not to `shop`.
+    fn of_program(&self, program: &str) -> Option<&'a String> {
+        let rest = program.strip_prefix("siteward-")?;
+        self.names
+            .iter()
+            .filter(|name| {
+                rest.strip_prefix(name.as_str())
+                    .is_some_and(|worker| worker.len() > 1 && worker.starts_with('-'))
+            })
+            .max_by_key(|name| name.len())
+    }
+}
+
+/// `/etc/php/<version>/fpm/pool.d/siteward-<site>.conf`, for any version.
+fn is_pool_of(path: &str, site: &str) -> bool {
+    let Some((version, rest)) = path
+        .strip_prefix("/etc/php/")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return false;
+    };
+    !version.is_empty() && layout::pool_path(version, site) == format!("/etc/php/{version}/{rest}")
+}
+
+/// Splits the blob into the contents of the files in it, checked against their hashes.
+fn slice_contents(answer: &mut Answer) -> BTreeMap<String, String> {
+    let mut contents = BTreeMap::new();
+    let mut offset = 0usize;
+    for path in std::mem::take(&mut answer.contents) {
+        let Some(size) = answer.stats.get(&path).map(|stat| stat.size as usize) else {
+            break;
+        };
+        let Some(bytes) = answer.blob.get(offset..offset + size) else {
+            answer
+                .problems
+                .push(files_problem(&path, "its content did not arrive whole"));
+            break;
+        };
+        offset += size;
+        let digest = hex::encode(Sha256::digest(bytes));
+        match (answer.hashes.get(&path), String::from_utf8(bytes.to_vec())) {
+            (Some(sha256), Ok(text)) if *sha256 == digest => _ = contents.insert(path, text),
+            (Some(sha256), _) if *sha256 != digest => answer
+                .problems
+                .push(files_problem(&path, "it changed while it was observed")),
+            _ => {}
+        }
+    }
+    contents
+}
+
+fn files_problem(path: &str, why: &str) -> ObservedProblem {
+    ObservedProblem {
+        site: None,
+        topic: "files".to_owned(),
+        message: format!("no content for {path}: {why}"),
+    }
+}
+
+/// Managed files (vhost, pools, cron file, supervisor programs) and `.env` files, to their sites.
+fn attach_files(
+    server: &mut ObservedServer,
+    answer: &Answer,
+    owners: &FileOwners<'_>,
+    mut contents: BTreeMap<String, String>,
+) {
+    for (path, sha256) in &answer.hashes {
+        let Some(stat) = answer.stats.get(path) else {
+            continue;
+        };
+        let env_owner = answer.env_files.iter().find(|(_, file)| *file == path);
+        let Some(site) = env_owner
+            .map(|(site, _)| site)
+            .or_else(|| owners.of_path(path))
+        else {
+            continue;
+        };
+        let file = ObservedFile {
+            sha256: sha256.clone(),
+            owner: stat.owner.clone(),
+            group: stat.group.clone(),
+            mode: stat.mode,
+            content: if env_owner.is_some() {
+                None
+            } else {
+                contents.remove(path)
+            },
+        };
+        if let Some(observed) = server.sites.get_mut(site) {
+            observed.files.insert(path.clone(), file);
+        }
+    }
+}
+
+fn attach_processes(server: &mut ObservedServer, answer: &mut Answer, owners: &FileOwners<'_>) {
+    for process in std::mem::take(&mut answer.processes) {
+        let site = owners.of_program(&process.program);
+        if let Some(observed) = site.and_then(|site| server.sites.get_mut(site)) {
+            observed.processes.push(process);
+        }
+    }
+}

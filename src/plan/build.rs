@@ -1,0 +1,159 @@
+//! Building a plan: desired + observed → changes, for every site on every server. Pure.
+
+use super::fingerprint::{observed_fingerprint, site_spec_hash, spec_hash};
+use super::step::{Engine, RemoveSiteStep};
+use super::{Action, Change, FORMAT_VERSION, Plan, ResourceKind, SiteDisposition, SitePlan, Step};
+use crate::layout;
+use crate::observe::{ObservedServer, ObservedSite};
+use crate::resources::{DesiredSite, site_changes};
+use crate::spec::Site;
+use crate::spec::secret::ResolvedSecrets;
+use crate::spec::site::DriftPolicy;
+use std::collections::BTreeMap;
+
+/// What the plan is built from.
+pub struct PlanInputs<'a> {
+    /// The sites to plan (after `--site` filtering).
+    pub sites: Vec<&'a Site>,
+    /// Every site the specs name (to tell orphans from migrations).
+    pub all_site_names: Vec<&'a str>,
+    /// What each server answered, by server name.
+    pub observed: &'a BTreeMap<String, ObservedServer>,
+    pub secrets: &'a ResolvedSecrets,
+    /// Whether orphaned sites are to be removed (`apply --prune`).
+    pub prune: bool,
+}
+
+/// Builds the plan.
+pub fn build_plan(inputs: &PlanInputs) -> Plan {
+    let mut sites: Vec<SitePlan> = inputs
+        .sites
+        .iter()
+        .map(|site| plan_site(site, inputs))
+        .collect();
+    sites.extend(orphans(inputs));
+    Plan {
+        format_version: FORMAT_VERSION,
+        spec_hash: spec_hash(inputs.sites.iter().copied()),
+        observed_fingerprint: observed_fingerprint(inputs.observed),
+        sites,
+    }
+}
+
+fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
+    let server = site.spec.server.as_str();
+    let empty = ObservedSite::default();
+    let observed = inputs
+        .observed
+        .get(server)
+        .and_then(|s| s.sites.get(site.name.as_str()))
+        .unwrap_or(&empty);
+    let desired = DesiredSite::new(site);
+    let changes = site_changes(
+        &desired,
+        observed,
+        inputs.secrets,
+        server,
+        &site_spec_hash(site),
+    );
+    SitePlan {
+        site: site.name.to_string(),
+        server: server.to_owned(),
+        disposition: SiteDisposition::Reconcile,
+        detect_only: site.spec.drift_policy == DriftPolicy::Detect && observed.record.is_some(),
+        changes,
+    }
+}
+
+/// Sites recorded on a server where no spec places them.
+fn orphans(inputs: &PlanInputs) -> Vec<SitePlan> {
+    let mut out = Vec::new();
+    for (server, observed) in inputs.observed {
+        for name in &observed.recorded_sites {
+            let placed_here = inputs
+                .sites
+                .iter()
+                .any(|s| s.name.as_str() == name && s.spec.server.as_str() == server);
+            if placed_here {
+                continue;
+            }
+            let named = inputs.all_site_names.contains(&name.as_str());
+            let site = observed.sites.get(name).cloned().unwrap_or_default();
+            out.push(if named {
+                migration_source(server, name)
+            } else {
+                orphan(server, name, &site, inputs.prune)
+            });
+        }
+    }
+    out
+}
+
+fn migration_source(server: &str, name: &str) -> SitePlan {
+    SitePlan {
+        site: name.to_owned(),
+        server: server.to_owned(),
+        disposition: SiteDisposition::Migration,
+        detect_only: true,
+        changes: vec![Change::new(
+            ResourceKind::Site,
+            name,
+            Action::Update,
+            format!("recorded on `{server}` while its spec places it elsewhere: a migration"),
+        )],
+    }
+}
+
+fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePlan {
+    let facts = site
+        .record
+        .as_ref()
+        .map(|r| r.facts.clone())
+        .unwrap_or_default();
+    let engine = match facts.get("dbEngine").map(String::as_str) {
+        Some("postgres") => Some(Engine::Postgres),
+        Some(_) => Some(Engine::Mysql),
+        None => None,
+    };
+    let programs: Vec<String> = facts
+        .get("workers")
+        .map(|w| {
+            w.split(',')
+                .filter(|w| !w.is_empty())
+                .map(|w| layout::program_name(name, w))
+                .collect()
+        })
+        .unwrap_or_default();
+    let step = RemoveSiteStep {
+        site: name.to_owned(),
+        user: facts.get("user").cloned(),
+        root: facts.get("root").cloned(),
+        files: site.files.keys().cloned().collect(),
+        programs,
+        database: engine.zip(facts.get("dbName").cloned()),
+        database_users: facts
+            .get("dbUsers")
+            .map(|u| {
+                u.split(',')
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    SitePlan {
+        site: name.to_owned(),
+        server: server.to_owned(),
+        disposition: SiteDisposition::Orphaned,
+        detect_only: !prune,
+        changes: vec![
+            Change::new(
+                ResourceKind::Site,
+                name,
+                Action::Delete,
+                format!("no spec names site `{name}`; removed only with `apply --prune`"),
+            )
+            .step(Step::RemoveSite(Box::new(step))),
+        ],
+    }
+}

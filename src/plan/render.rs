@@ -1,0 +1,197 @@
+//! Rendering a plan: text for terminals (colour optional), JSON for machines, Markdown for
+//! pull-request comments. Secrets never reach a plan; the caller scrubs resolved values too.
+
+use super::{Action, Change, Plan, SiteDisposition, SitePlan};
+use owo_colors::{OwoColorize, Style};
+use std::fmt::Write as _;
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+        Action::NoOp => " ",
+    }
+}
+
+fn word(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::NoOp => "no-op",
+    }
+}
+
+fn action_style(action: Action) -> Style {
+    match action {
+        Action::Create => Style::new().green(),
+        Action::Update => Style::new().yellow(),
+        Action::Delete => Style::new().red(),
+        Action::NoOp => Style::new().dimmed(),
+    }
+}
+
+fn paint(color: bool, text: &str, style: Style) -> String {
+    if color {
+        text.style(style).to_string()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The plan as text.
+pub fn text(plan: &Plan, color: bool) -> String {
+    let mut out = String::new();
+    for site in &plan.sites {
+        site_text(&mut out, site, color);
+    }
+    out.push_str(&summary(plan));
+    out.push('\n');
+    out
+}
+
+fn site_heading(site: &SitePlan) -> String {
+    let note = match site.disposition {
+        SiteDisposition::Reconcile if site.detect_only => {
+            " (driftPolicy: detect — reported, not corrected)"
+        }
+        SiteDisposition::Reconcile => "",
+        SiteDisposition::Orphaned if site.detect_only => {
+            " (orphaned — removed only with `apply --prune`)"
+        }
+        SiteDisposition::Orphaned => " (orphaned — removed by this apply)",
+        SiteDisposition::Migration => " (migration source)",
+    };
+    format!("site {} on {}{note}", site.site, site.server)
+}
+
+fn site_text(out: &mut String, site: &SitePlan, color: bool) {
+    let pending: Vec<&Change> = site.pending().collect();
+    let unchanged = site.changes.len() - pending.len();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(color, &site_heading(site), Style::new().bold())
+    );
+    if pending.is_empty() {
+        let _ = writeln!(out, "  up to date ({unchanged} resources)\n");
+        return;
+    }
+    for change in pending {
+        let head = format!(
+            "{} {} {}",
+            symbol(change.action),
+            change.resource.label(),
+            change.name
+        );
+        let default = if change.default {
+            " [laravel default]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {}{default}: {}",
+            paint(color, &head, action_style(change.action)),
+            change.reason
+        );
+        if let Some(diff) = &change.diff {
+            diff_text(out, diff, color);
+        }
+    }
+    if unchanged > 0 {
+        let _ = writeln!(out, "  ({unchanged} resources unchanged)");
+    }
+    out.push('\n');
+}
+
+fn diff_text(out: &mut String, diff: &str, color: bool) {
+    for line in diff.lines() {
+        let style = match line.chars().next() {
+            Some('+') if !line.starts_with("+++") => Style::new().green(),
+            Some('-') if !line.starts_with("---") => Style::new().red(),
+            Some('@') => Style::new().cyan(),
+            _ => Style::new(),
+        };
+        let _ = writeln!(out, "      {}", paint(color, line, style));
+    }
+}
+
+/// `Plan: 3 to create, 2 to update, 1 to delete; 14 steps.`
+pub fn summary(plan: &Plan) -> String {
+    let count = |action| {
+        plan.sites
+            .iter()
+            .filter(|s| !s.detect_only)
+            .flat_map(|s| s.pending())
+            .filter(|c| c.action == action)
+            .count()
+    };
+    let detected: usize = plan
+        .sites
+        .iter()
+        .filter(|s| s.detect_only)
+        .map(|s| s.pending().count())
+        .sum();
+    let mut line = if plan.has_changes() {
+        format!(
+            "Plan: {} to create, {} to update, {} to delete; {} steps.",
+            count(Action::Create),
+            count(Action::Update),
+            count(Action::Delete),
+            plan.step_count()
+        )
+    } else {
+        "No changes: the servers match the specs.".to_owned()
+    };
+    if detected > 0 {
+        let _ = write!(
+            line,
+            " {detected} differences reported only (detect, orphaned or migration)."
+        );
+    }
+    line
+}
+
+/// The plan as JSON (format version in `formatVersion`).
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).unwrap_or_default()
+}
+
+/// The plan as Markdown, for a pull-request comment.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::from("### siteward plan\n\n");
+    let _ = writeln!(out, "**{}**\n", summary(plan));
+    for site in &plan.sites {
+        let _ = writeln!(out, "#### {}\n", site_heading(site));
+        let pending: Vec<&Change> = site.pending().collect();
+        if pending.is_empty() {
+            out.push_str("Up to date.\n\n");
+            continue;
+        }
+        out.push_str("| | resource | name | reason |\n|---|---|---|---|\n");
+        for change in &pending {
+            let _ = writeln!(
+                out,
+                "| {} | {} | `{}` | {} |",
+                word(change.action),
+                change.resource.label(),
+                change.name,
+                change.reason.replace('|', "\\|")
+            );
+        }
+        out.push('\n');
+        for change in pending.iter().filter(|c| c.diff.is_some()) {
+            let diff = change.diff.as_deref().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "<details><summary>{} <code>{}</code></summary>\n\n```diff\n{}```\n</details>\n",
+                change.resource.label(),
+                change.name,
+                diff
+            );
+        }
+    }
+    out
+}

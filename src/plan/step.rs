@@ -1,0 +1,157 @@
+//! Steps: the concrete, idempotent operations an apply runs on a server.
+//!
+//! Steps are data (saved in plan files), never shell text: the executor turns each into a
+//! command built through the one quoting function. No step holds a secret value; secrets
+//! travel as references and are resolved by the executor.
+
+use crate::spec::secret::SecretRef;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One operation on a server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Step {
+    /// Create the site's Linux user with its own group and home, and let the web server
+    /// read through the home (`www-data` joins the user's group).
+    EnsureUser { user: String, home: String },
+    /// Create a directory (and its parents) with owner and mode.
+    EnsureDirectory {
+        path: String,
+        owner: String,
+        group: String,
+        mode: u32,
+    },
+    /// Write a file atomically when its content differs, then reload what uses it.
+    WriteFile {
+        path: String,
+        content: String,
+        owner: String,
+        group: String,
+        mode: u32,
+        reload: Reload,
+    },
+    /// Remove a file, then reload what used it.
+    RemoveFile { path: String, reload: Reload },
+    /// Set keys in a `.env` file, keeping every other line as it is.
+    MergeEnv {
+        path: String,
+        owner: String,
+        group: String,
+        set: BTreeMap<String, EnvSource>,
+    },
+    /// Create a database with charset and collation.
+    CreateDatabase {
+        engine: Engine,
+        name: String,
+        charset: Option<String>,
+        collation: Option<String>,
+    },
+    /// Change a database's charset and collation.
+    AlterDatabase {
+        engine: Engine,
+        name: String,
+        charset: Option<String>,
+        collation: Option<String>,
+    },
+    /// Create or update a database user: password from a secret, privileges granted and
+    /// revoked to match exactly.
+    EnsureDatabaseUser {
+        engine: Engine,
+        database: String,
+        name: String,
+        password: SecretRef,
+        privileges: Vec<String>,
+    },
+    /// Drop a database user siteward created and the spec no longer names.
+    DropDatabaseUser { engine: Engine, name: String },
+    /// Deploy a revision as a new release and switch `current` to it.
+    Deploy(Box<DeployStep>),
+    /// Make supervisor pick up changed programs (only these are restarted).
+    SupervisorUpdate { programs: Vec<String> },
+    /// Record what was applied, for the next observation.
+    WriteRecord {
+        site: String,
+        facts: BTreeMap<String, String>,
+    },
+    /// Remove a whole site that no spec names any more (`apply --prune`).
+    RemoveSite(Box<RemoveSiteStep>),
+}
+
+/// A deploy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployStep {
+    pub site: String,
+    pub user: String,
+    pub root: String,
+    pub repository: String,
+    /// The branch followed, when one is.
+    pub branch: Option<String>,
+    /// The commit to deploy.
+    pub revision: String,
+    pub strategy: crate::spec::site::DeployStrategy,
+    pub keep_releases: u32,
+    pub script: Option<String>,
+    pub php_binary: Option<String>,
+    pub domain: String,
+    /// Paths of `shared/` linked into every release.
+    pub shared: Vec<String>,
+    /// `php artisan storage:link --relative` after the switch.
+    pub storage_link: bool,
+    /// Commands run as the site user after the switch (`php artisan queue:restart`…).
+    pub restart: Vec<String>,
+}
+
+/// What a removed site leaves behind: nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveSiteStep {
+    pub site: String,
+    pub user: Option<String>,
+    pub root: Option<String>,
+    pub files: Vec<String>,
+    pub programs: Vec<String>,
+    pub database: Option<(Engine, String)>,
+    pub database_users: Vec<String>,
+}
+
+/// A `.env` value as the step carries it: plain text, or a secret reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EnvSource {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+/// What to reload after a file changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "service")]
+pub enum Reload {
+    Nothing,
+    /// `nginx -t`, then reload; a failing test puts the previous file back.
+    Nginx,
+    /// `php-fpmX.Y -t`, then reload that version's FPM.
+    PhpFpm {
+        version: String,
+    },
+}
+
+/// Database engine family, as the executor needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    Mysql,
+    Postgres,
+}
+
+impl Engine {
+    /// The family of a spec engine.
+    pub fn of(engine: crate::spec::site::DatabaseEngine) -> Self {
+        use crate::spec::site::DatabaseEngine::*;
+        match engine {
+            Mysql | Mariadb => Engine::Mysql,
+            Postgres => Engine::Postgres,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Site directories: root, releases, shared, and the storage paths, owned by the site user.
+
+use super::desired::DesiredSite;
+use crate::layout;
+use crate::observe::{ObservedSite, PathKind};
+use crate::plan::{Action, Change, ResourceKind, Step};
+use crate::spec::site::DeployStrategy;
+
+/// A directory the site needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredDirectory {
+    pub path: String,
+    pub mode: u32,
+}
+
+/// Every directory of the site, parents first.
+pub fn desired_directories(desired: &DesiredSite) -> Vec<DesiredDirectory> {
+    let mut out = vec![DesiredDirectory {
+        path: desired.root.clone(),
+        mode: 0o750,
+    }];
+    if desired.site.spec.deploy.strategy == DeployStrategy::Releases {
+        out.push(DesiredDirectory {
+            path: layout::releases_dir(&desired.root),
+            mode: 0o755,
+        });
+        out.push(DesiredDirectory {
+            path: desired.shared.clone(),
+            mode: 0o755,
+        });
+    }
+    for path in &desired.storage {
+        let mut prefix = String::new();
+        for component in path.split('/') {
+            prefix = if prefix.is_empty() {
+                component.to_owned()
+            } else {
+                format!("{prefix}/{component}")
+            };
+            let full = format!("{}/{prefix}", desired.shared);
+            if !out.iter().any(|d| d.path == full) {
+                out.push(DesiredDirectory {
+                    path: full,
+                    mode: 0o775,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// # Guarantees
+/// `EnsureDirectory` creates missing directories and corrects owner and mode; directories
+/// already right are not touched.
+pub fn diff(desired: &DesiredSite, observed: &ObservedSite) -> Change {
+    let mut missing = Vec::new();
+    let mut wrong = Vec::new();
+    let mut steps = Vec::new();
+    for directory in desired_directories(desired) {
+        let state = observed.paths.get(&directory.path);
+        let right = state.is_some_and(|p| {
+            p.kind == PathKind::Directory
+                && p.owner == desired.user
+                && p.group == desired.user
+                && p.mode == directory.mode
+        });
+        if right {
+            continue;
+        }
+        if state.is_none() {
+            missing.push(directory.path.clone())
+        } else {
+            wrong.push(directory.path.clone())
+        }
+        steps.push(Step::EnsureDirectory {
+            path: directory.path,
+            owner: desired.user.to_owned(),
+            group: desired.user.to_owned(),
+            mode: directory.mode,
+        });
+    }
+    if steps.is_empty() {
+        return Change::no_op(ResourceKind::Directory, &desired.root);
+    }
+    let action = if observed.paths.contains_key(&desired.root) {
+        Action::Update
+    } else {
+        Action::Create
+    };
+    let mut reasons = Vec::new();
+    if !missing.is_empty() {
+        reasons.push(format!("missing: {}", missing.join(", ")));
+    }
+    if !wrong.is_empty() {
+        reasons.push(format!("wrong owner or mode: {}", wrong.join(", ")));
+    }
+    let mut change = Change::new(
+        ResourceKind::Directory,
+        &desired.root,
+        action,
+        reasons.join("; "),
+    );
+    change.steps = steps;
+    change
+}
