@@ -49,6 +49,9 @@ pub enum LockError {
         site: String,
         endpoint: String,
         holder: String,
+        holder_token: Option<String>,
+        holder_machine: String,
+        holder_pid: Option<u32>,
     },
     #[error("could not lock site `{site}`")]
     Transport {
@@ -58,12 +61,41 @@ pub enum LockError {
     },
 }
 
-/// Takes the lock of a site on its server.
+/// Takes the lock of a site on its server. A lock held by a run on this machine whose
+/// process is gone (killed) is taken over at once; any other holder must let its lease end.
 pub async fn acquire<T: Transport>(
     transport: &T,
     site: &str,
     owner: &LockOwner,
 ) -> Result<(), LockError> {
+    match try_acquire(transport, site, owner, "").await {
+        Err(LockError::Held {
+            holder_token: Some(token),
+            holder_machine,
+            holder_pid: Some(pid),
+            ..
+        }) if holder_machine == owner.machine && pid != owner.pid && !process_alive(pid) => {
+            tracing::info!(site, pid, "taking over the lock of a run that was killed");
+            try_acquire(transport, site, owner, &token).await
+        }
+        other => other,
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn try_acquire<T: Transport>(
+    transport: &T,
+    site: &str,
+    owner: &LockOwner,
+    stale: &str,
+) -> Result<(), LockError> {
+    let transport_error = |source| LockError::Transport {
+        site: site.into(),
+        source,
+    };
     let command = Command::script(LOCK)
         .args([
             site,
@@ -72,39 +104,40 @@ pub async fn acquire<T: Transport>(
             &owner.machine,
             &owner.pid.to_string(),
             &LEASE.as_secs().to_string(),
+            stale,
         ])
         .render()
-        .map_err(|e| LockError::Transport {
-            site: site.into(),
-            source: e.into(),
-        })?;
+        .map_err(|e| transport_error(e.into()))?;
     let output = transport
         .exec(&command, Stdin::Empty)
         .await
-        .map_err(|source| LockError::Transport {
-            site: site.into(),
-            source,
-        })?;
+        .map_err(transport_error)?;
     let stdout = output.stdout_lossy();
     if output.success() && stdout.trim() == "acquired" {
         return Ok(());
     }
     if output.status == 4 {
+        let field = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(str::to_owned)
+        };
         return Err(LockError::Held {
             site: site.into(),
             endpoint: transport.endpoint().into(),
             holder: describe_holder(&stdout),
+            holder_token: field("token"),
+            holder_machine: field("machine").unwrap_or_default(),
+            holder_pid: field("pid").and_then(|p| p.parse().ok()),
         });
     }
-    Err(LockError::Transport {
-        site: site.into(),
-        source: TransportError::Failed {
-            what: format!("locking site {site}"),
-            endpoint: transport.endpoint().into(),
-            status: output.status,
-            stderr: output.stderr_lossy(),
-        },
-    })
+    Err(transport_error(TransportError::Failed {
+        what: format!("locking site {site}"),
+        endpoint: transport.endpoint().into(),
+        status: output.status,
+        stderr: output.stderr_lossy(),
+    }))
 }
 
 fn describe_holder(answer: &str) -> String {

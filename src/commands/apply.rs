@@ -26,6 +26,7 @@ async fn run_async(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
         },
     )
     .await?;
+    super::plan::refuse_blocked(&prepared.plan)?;
     let plan = match saved {
         Some(saved) => check_saved(saved, &prepared.plan)?,
         None => prepared.plan.clone(),

@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, args: PlanArgs) -> anyhow::Result<Exit> {
         );
     }
     super::record::plan_made(ctx, plan);
+    refuse_blocked(plan)?;
     Ok(match (args.detailed_exitcode, plan.has_changes()) {
         (true, true) => Exit::Changes,
         _ => Exit::Success,
@@ -51,6 +52,25 @@ pub fn render_plan(
         ReportFormat::Markdown => render::markdown(plan),
     };
     secrets.scrub(&text)
+}
+
+/// Sites that could not be observed well enough to plan make the command fail.
+pub fn refuse_blocked(plan: &Plan) -> anyhow::Result<()> {
+    let blocked: Vec<String> = plan
+        .blocked()
+        .map(|s| format!("{} ({})", s.site, s.blocked_by.join("; ")))
+        .collect();
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    Err(super::hinted(
+        format!(
+            "{} site(s) could not be planned: {}",
+            blocked.len(),
+            blocked.join(", ")
+        ),
+        "make the services the probe names answer (`siteward observe` shows what it sees), then plan again",
+    ))
 }
 
 /// Saves a plan for `apply FILE`.

@@ -660,6 +660,15 @@ sw_emit() {
   for sw_f in envkeys users stat hash df blob; do : >>"$sw_tmp/$sw_f.out"; done
   sw_load final
   eval "set -- $sw_words"
+  # A file listed earlier may be gone by now (a deploy or prune running beside the probe):
+  # drop missing file operands rather than let awk fail on them.
+  for sw_a in "$@"; do
+    shift
+    case $sw_a in
+    *=*) set -- "$@" "$sw_a" ;;
+    *) [ ! -e "$sw_a" ] || set -- "$@" "$sw_a" ;;
+    esac
+  done
   awk -F "$sw_tab" -v tmp="$sw_tmp" "$sw_awk_lib$sw_emit_awk" kind=shell "$sw_tmp/shell" "$@"
 }
 

@@ -48,21 +48,55 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         .get(server)
         .and_then(|s| s.sites.get(site.name.as_str()))
         .unwrap_or(&empty);
-    let desired = DesiredSite::new(site);
-    let changes = site_changes(
-        &desired,
-        observed,
-        inputs.secrets,
-        server,
-        &site_spec_hash(site),
-    );
+    let blocked_by = blocking_problems(site, inputs.observed.get(server));
+    let changes = if blocked_by.is_empty() {
+        let desired = DesiredSite::new(site);
+        site_changes(
+            &desired,
+            observed,
+            inputs.secrets,
+            server,
+            &site_spec_hash(site),
+        )
+    } else {
+        Vec::new()
+    };
     SitePlan {
         site: site.name.to_string(),
         server: server.to_owned(),
         disposition: SiteDisposition::Reconcile,
         detect_only: site.spec.drift_policy == DriftPolicy::Detect && observed.record.is_some(),
+        blocked_by,
         changes,
     }
+}
+
+/// What the probe could not see that this site's plan depends on: a plan made without it
+/// could, say, create a database that exists on a server whose MariaDB did not answer.
+fn blocking_problems(site: &Site, server: Option<&ObservedServer>) -> Vec<String> {
+    let Some(server) = server else {
+        return vec![format!("server `{}` was not observed", site.spec.server)];
+    };
+    let engine_topic = site
+        .spec
+        .database
+        .as_ref()
+        .map(|db| match Engine::of(db.engine) {
+            Engine::Mysql => "mysql",
+            Engine::Postgres => "postgresql",
+        });
+    server
+        .problems
+        .iter()
+        .filter(|problem| match problem.site.as_deref() {
+            Some(name) => name == site.name.as_str() && problem.topic != "source",
+            None => {
+                Some(problem.topic.as_str()) == engine_topic
+                    || (problem.topic == "supervisor" && !site.spec.workers.is_empty())
+            }
+        })
+        .map(|problem| format!("{}: {}", problem.topic, problem.message))
+        .collect()
 }
 
 /// Sites recorded on a server where no spec places them.
@@ -95,6 +129,7 @@ fn migration_source(server: &str, name: &str) -> SitePlan {
         server: server.to_owned(),
         disposition: SiteDisposition::Migration,
         detect_only: true,
+        blocked_by: Vec::new(),
         changes: vec![Change::new(
             ResourceKind::Site,
             name,
@@ -146,6 +181,7 @@ fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePla
         server: server.to_owned(),
         disposition: SiteDisposition::Orphaned,
         detect_only: !prune,
+        blocked_by: Vec::new(),
         changes: vec![
             Change::new(
                 ResourceKind::Site,

@@ -18,8 +18,22 @@ pub fn spec_hash<'a>(sites: impl IntoIterator<Item = &'a Site>) -> String {
     hex::encode(Sha256::digest(hashes.join("\n").as_bytes()))
 }
 
-/// Hash of everything observed on every server (by server name).
+/// Hash of everything observed on every server (by server name) that a plan depends on.
+///
+/// What moves on its own is left out: free disk, locks (held by the apply itself) and
+/// process states (a worker between STARTING and RUNNING). A saved plan is stale when
+/// anything else changed.
 pub fn observed_fingerprint(observed: &BTreeMap<String, ObservedServer>) -> String {
-    let json = serde_json::to_string(observed).unwrap_or_default();
+    let mut stable = observed.clone();
+    for server in stable.values_mut() {
+        server.disks.clear();
+        for site in server.sites.values_mut() {
+            site.processes.clear();
+            if let Some(record) = site.record.as_mut() {
+                record.lock = None;
+            }
+        }
+    }
+    let json = serde_json::to_string(&stable).unwrap_or_default();
     hex::encode(Sha256::digest(json.as_bytes()))
 }

@@ -143,6 +143,9 @@ pub struct SitePlan {
     pub disposition: SiteDisposition,
     /// With `driftPolicy: detect`, changes are reported and not applied.
     pub detect_only: bool,
+    /// What could not be observed: the site cannot be planned until it can.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<String>,
     pub changes: Vec<Change>,
 }
 
@@ -182,5 +185,10 @@ impl Plan {
     /// Number of steps an apply would run.
     pub fn step_count(&self) -> usize {
         self.sites.iter().map(|site| site.steps().count()).sum()
+    }
+
+    /// Sites that could not be planned, with why.
+    pub fn blocked(&self) -> impl Iterator<Item = &SitePlan> {
+        self.sites.iter().filter(|site| !site.blocked_by.is_empty())
     }
 }

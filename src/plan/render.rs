@@ -165,6 +165,9 @@ pub fn markdown(plan: &Plan) -> String {
     let _ = writeln!(out, "**{}**\n", summary(plan));
     for site in &plan.sites {
         let _ = writeln!(out, "#### {}\n", site_heading(site));
+        for reason in &site.blocked_by {
+            let _ = writeln!(out, "**Cannot plan:** {reason}\n");
+        }
         let pending: Vec<&Change> = site.pending().collect();
         if pending.is_empty() {
             out.push_str("Up to date.\n\n");
