@@ -237,7 +237,8 @@ impl Site {
         let base = laravel_site(&self.name, engine, "");
         let edited = edit(base.clone());
         ensure!(edited != base, "the edit changed nothing");
-        self.workspace.write_spec(&format!("sites/{}.yaml", self.name), &edited)?;
+        self.workspace
+            .write_spec(&format!("sites/{}.yaml", self.name), &edited)?;
         Ok(())
     }
 
@@ -264,7 +265,12 @@ fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
     let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<(String, String)>)> = vec![
         (
             "an alias",
-            Box::new(|s: String| s.replace("  domain: eng-fields.test\n", "  domain: eng-fields.test\n  aliases: [www.eng-fields.test]\n")),
+            Box::new(|s: String| {
+                s.replace(
+                    "  domain: eng-fields.test\n",
+                    "  domain: eng-fields.test\n  aliases: [www.eng-fields.test]\n",
+                )
+            }),
             vec![pair("vhost", "update")],
         ),
         (
@@ -274,22 +280,36 @@ fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
         ),
         (
             "a cron job",
-            Box::new(|s: String| s + "  crons:\n    - name: report\n      schedule: \"@hourly\"\n      command: php artisan about\n"),
+            Box::new(|s: String| {
+                s + "  crons:\n    - name: report\n      schedule: \"@hourly\"\n      command: php artisan about\n"
+            }),
             vec![pair("cron", "update")],
         ),
         (
             "the number of worker processes",
-            Box::new(|s: String| s.replace("      command: php artisan queue:work\n", "      command: php artisan queue:work\n      processes: 2\n")),
+            Box::new(|s: String| {
+                s.replace(
+                    "      command: php artisan queue:work\n",
+                    "      command: php artisan queue:work\n      processes: 2\n",
+                )
+            }),
             vec![pair("worker", "update")],
         ),
         (
             "a storage path",
-            Box::new(|s: String| s.replace("    - storage/app/public\n", "    - storage/app/public\n    - storage/app/exports\n")),
+            Box::new(|s: String| {
+                s.replace(
+                    "    - storage/app/public\n",
+                    "    - storage/app/public\n    - storage/app/exports\n",
+                )
+            }),
             vec![pair("directory", "update")],
         ),
         (
             "the database collation",
-            Box::new(|s: String| s.replace("    name: eng_fields\n    users:", "    name: eng_fields\n    charset: utf8mb4\n    collation: utf8mb4_bin\n    users:")),
+            Box::new(|s: String| {
+                s.replace("    name: eng_fields\n    users:", "    name: eng_fields\n    charset: utf8mb4\n    collation: utf8mb4_bin\n    users:")
+            }),
             vec![pair("database", "update")],
         ),
         (
@@ -308,25 +328,45 @@ fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
         assert_eq!(&site.pending_resources()?, expected, "changing {what}");
         site.apply()?.assert_success();
         assert_eq!(site.pending()?, vec![], "after applying {what}");
-        site.workspace.write_spec("sites/eng-fields.yaml", &laravel_site("eng-fields", "mariadb", ""))?;
+        site.workspace.write_spec(
+            "sites/eng-fields.yaml",
+            &laravel_site("eng-fields", "mariadb", ""),
+        )?;
         let reverted = site.pending_resources()?;
         // Storage directories hold data: a path leaving the spec keeps its directory. A spec
         // without a collation accepts whatever the database has.
         let keeps_data = *what == "a storage path" || *what == "the database collation";
-        assert_eq!(reverted.is_empty(), keeps_data, "reverting {what}: {reverted:?}");
+        assert_eq!(
+            reverted.is_empty(),
+            keeps_data,
+            "reverting {what}: {reverted:?}"
+        );
         site.apply()?.assert_success();
         assert_eq!(site.pending()?, vec![], "after reverting {what}");
     }
-    let grants = site.host.mysql("SELECT COUNT(*) FROM mysql.user WHERE user = 'eng_fields_ro'")?;
-    assert_eq!(grants.trim(), "0", "a database user removed from the spec is dropped");
+    let grants = site
+        .host
+        .mysql("SELECT COUNT(*) FROM mysql.user WHERE user = 'eng_fields_ro'")?;
+    assert_eq!(
+        grants.trim(),
+        "0",
+        "a database user removed from the spec is dropped"
+    );
 
     site.env[1].1 = "fields-pass-2".to_owned();
     let changes = site.pending_resources()?;
-    assert_eq!(changes, vec![pair("env", "update"), pair("database-user", "update")], "a new password");
+    assert_eq!(
+        changes,
+        vec![pair("env", "update"), pair("database-user", "update")],
+        "a new password"
+    );
     site.apply()?.assert_success();
     assert_eq!(site.pending()?, vec![]);
     let page = site.page()?;
-    assert_eq!(page["database"]["ok"], true, "the site logs in with the new password: {page}");
+    assert_eq!(
+        page["database"]["ok"], true,
+        "the site logs in with the new password: {page}"
+    );
     let _ = user;
     Ok(())
 }
@@ -337,7 +377,9 @@ fn drift_made_by_hand_shows_in_the_plan_and_apply_repairs_it() -> Result<()> {
     site.apply()?.assert_success();
     let user = "eng_drift";
     let host = &site.host;
-    host.exec(&format!("(crontab -u {user} -l 2>/dev/null; echo '*/5 * * * * echo mine') | crontab -u {user} -"))?;
+    host.exec(&format!(
+        "(crontab -u {user} -l 2>/dev/null; echo '*/5 * * * * echo mine') | crontab -u {user} -"
+    ))?;
     host.exec("sed -i 's/client_max_body_size 64m/client_max_body_size 1m/' /etc/nginx/conf.d/siteward-eng-drift.conf")?;
     host.mysql("REVOKE DELETE ON eng_drift.* FROM 'eng_drift'@'localhost'")?;
     host.exec("rm /etc/supervisor/conf.d/siteward-eng-drift-queue.conf && supervisorctl update >/dev/null")?;
@@ -345,26 +387,50 @@ fn drift_made_by_hand_shows_in_the_plan_and_apply_repairs_it() -> Result<()> {
 
     let mut changes = site.pending_resources()?;
     changes.sort();
-    let mut expected = vec![pair("vhost", "update"), pair("database-user", "update"), pair("worker", "create"), pair("cron", "update")];
+    let mut expected = vec![
+        pair("vhost", "update"),
+        pair("database-user", "update"),
+        pair("worker", "create"),
+        pair("cron", "update"),
+    ];
     expected.sort();
     assert_eq!(changes, expected);
     let plan = site.siteward(&["plan"])?;
-    assert!(plan.stdout.contains("-    client_max_body_size 1m;") && plan.stdout.contains("+    client_max_body_size 64m;"), "{plan}");
+    assert!(
+        plan.stdout.contains("-    client_max_body_size 1m;")
+            && plan.stdout.contains("+    client_max_body_size 64m;"),
+        "{plan}"
+    );
     assert!(plan.stdout.contains("missing DELETE"), "{plan}");
 
     site.apply()?.assert_success();
     assert_eq!(site.pending()?, vec![], "apply repaired the drift");
-    assert!(host.exec("supervisorctl status 'siteward-eng-drift-queue:*'")?.contains("RUNNING") || true);
+    assert!(
+        host.exec("supervisorctl status 'siteward-eng-drift-queue:*'")?
+            .contains("RUNNING")
+            || true
+    );
     let crontab = host.exec(&format!("crontab -u {user} -l"))?;
-    assert!(crontab.contains("echo mine"), "the user's own crontab is untouched: {crontab}");
-    assert!(!host.read_file("/etc/cron.d/siteward-eng-drift")?.contains("hand-made"));
+    assert!(
+        crontab.contains("echo mine"),
+        "the user's own crontab is untouched: {crontab}"
+    );
+    assert!(
+        !host
+            .read_file("/etc/cron.d/siteward-eng-drift")?
+            .contains("hand-made")
+    );
     Ok(())
 }
 
 #[test]
 fn an_apply_killed_in_the_middle_converges_on_the_next_apply() -> Result<()> {
     let site = Site::new("t-engine-d", "eng-kill", "mariadb", "kill-pass-1")?;
-    let env: Vec<(&str, &str)> = site.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env: Vec<(&str, &str)> = site
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_siteward"))
         .args(["apply", "--auto-approve"])
         .current_dir(site.workspace.root())
@@ -372,17 +438,35 @@ fn an_apply_killed_in_the_middle_converges_on_the_next_apply() -> Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    wait_for("the apply reaching the database", Duration::from_secs(60), || {
-        Ok(site.host.mysql("SHOW DATABASES LIKE 'eng_kill'")?.contains("eng_kill"))
-    })?;
+    wait_for(
+        "the apply reaching the database",
+        Duration::from_secs(60),
+        || {
+            Ok(site
+                .host
+                .mysql("SHOW DATABASES LIKE 'eng_kill'")?
+                .contains("eng_kill"))
+        },
+    )?;
     child.kill()?;
     child.wait()?;
-    assert!(!site.pending()?.is_empty(), "the killed apply left work to do");
+    assert!(
+        !site.pending()?.is_empty(),
+        "the killed apply left work to do"
+    );
     site.apply()?.assert_success();
     assert_eq!(site.pending()?, vec![], "the next apply converged");
-    let env_file = site.host.read_file("/home/eng_kill/eng-kill.test/shared/.env")?;
-    assert_eq!(env_file.matches("DB_PASSWORD=").count(), 1, "no key written twice: {env_file}");
-    let live = site.host.exec("ls /home/eng_kill/eng-kill.test/releases | wc -l")?;
+    let env_file = site
+        .host
+        .read_file("/home/eng_kill/eng-kill.test/shared/.env")?;
+    assert_eq!(
+        env_file.matches("DB_PASSWORD=").count(),
+        1,
+        "no key written twice: {env_file}"
+    );
+    let live = site
+        .host
+        .exec("ls /home/eng_kill/eng-kill.test/releases | wc -l")?;
     assert!(live.trim().parse::<u32>()? >= 1);
     assert_eq!(site.page()?["database"]["ok"], true);
     Ok(())
@@ -393,18 +477,27 @@ fn a_stale_plan_is_refused() -> Result<()> {
     let site = Site::new("t-engine-e", "eng-stale", "mariadb", "stale-pass-1")?;
     let plan_file = site.workspace.root().join("fresh.plan");
     let plan_arg = plan_file.display().to_string();
-    site.siteward(&["plan", "--out", &plan_arg])?.assert_success();
+    site.siteward(&["plan", "--out", &plan_arg])?
+        .assert_success();
     site.apply()?.assert_success();
     let refused = site.siteward(&["apply", &plan_arg])?;
     assert_eq!(refused.code(), Some(1), "{refused}");
-    assert!(refused.stderr.contains("the plan is stale"), "a plan made when nothing existed: {refused}");
+    assert!(
+        refused.stderr.contains("the plan is stale"),
+        "a plan made when nothing existed: {refused}"
+    );
 
-    site.host.exec("sed -i 's/charset utf-8;/charset latin1;/' /etc/nginx/conf.d/siteward-eng-stale.conf")?;
-    site.siteward(&["plan", "--out", &plan_arg])?.assert_success();
-    site.host.exec("echo '# touched' >> /etc/nginx/conf.d/siteward-eng-stale.conf")?;
+    site.host.exec(
+        "sed -i 's/charset utf-8;/charset latin1;/' /etc/nginx/conf.d/siteward-eng-stale.conf",
+    )?;
+    site.siteward(&["plan", "--out", &plan_arg])?
+        .assert_success();
+    site.host
+        .exec("echo '# touched' >> /etc/nginx/conf.d/siteward-eng-stale.conf")?;
     let refused = site.siteward(&["apply", &plan_arg])?;
     assert!(refused.stderr.contains("the plan is stale"), "{refused}");
-    site.siteward(&["plan", "--out", &plan_arg])?.assert_success();
+    site.siteward(&["plan", "--out", &plan_arg])?
+        .assert_success();
     site.siteward(&["apply", &plan_arg])?.assert_success();
     assert_eq!(site.pending()?, vec![]);
     Ok(())
@@ -429,12 +522,26 @@ fn two_applies_at_once_never_both_act() -> Result<()> {
         (a.join().unwrap(), b.join().unwrap())
     });
     let (first, second) = (first?, second?);
-    let texts = [String::from_utf8_lossy(&first.stderr).into_owned(), String::from_utf8_lossy(&second.stderr).into_owned()];
-    let locked = texts.iter().filter(|t| t.contains("is locked on") && t.contains("siteward apply on")).count();
-    let succeeded = [first.status.success(), second.status.success()].iter().filter(|s| **s).count();
+    let texts = [
+        String::from_utf8_lossy(&first.stderr).into_owned(),
+        String::from_utf8_lossy(&second.stderr).into_owned(),
+    ];
+    let locked = texts
+        .iter()
+        .filter(|t| t.contains("is locked on") && t.contains("siteward apply on"))
+        .count();
+    let succeeded = [first.status.success(), second.status.success()]
+        .iter()
+        .filter(|s| **s)
+        .count();
     assert!(succeeded >= 1, "{texts:?}");
-    assert!(locked == 1 || succeeded == 2, "one apply failed naming the holder: {texts:?}");
-    let releases = site.host.exec("ls /home/eng_race/eng-race.test/releases | wc -l")?;
+    assert!(
+        locked == 1 || succeeded == 2,
+        "one apply failed naming the holder: {texts:?}"
+    );
+    let releases = site
+        .host
+        .exec("ls /home/eng_race/eng-race.test/releases | wc -l")?;
     assert_eq!(releases.trim(), "1", "never both acting: one deploy");
     assert_eq!(site.pending()?, vec![]);
     Ok(())
@@ -448,16 +555,120 @@ fn a_site_no_spec_names_is_orphaned_and_removed_only_with_prune() -> Result<()> 
     std::fs::remove_file(site.workspace.specs_dir().join("sites/eng-orphan.yaml"))?;
     let plan = site.siteward(&["plan"])?;
     plan.assert_success();
-    assert!(plan.stdout.contains("site eng-orphan on web (orphaned"), "{plan}");
+    assert!(
+        plan.stdout.contains("site eng-orphan on web (orphaned"),
+        "{plan}"
+    );
     site.apply()?.assert_success();
-    assert!(site.host.exists("/home/eng_orphan/eng-orphan.test")?, "not removed without --prune");
-    site.siteward(&["apply", "--auto-approve", "--prune"])?.assert_success();
-    assert!(!site.host.exists("/home/eng_orphan")?, "the site root and user are gone");
-    assert!(!site.host.exists("/etc/nginx/conf.d/siteward-eng-orphan.conf")?);
+    assert!(
+        site.host.exists("/home/eng_orphan/eng-orphan.test")?,
+        "not removed without --prune"
+    );
+    site.siteward(&["apply", "--auto-approve", "--prune"])?
+        .assert_success();
+    assert!(
+        !site.host.exists("/home/eng_orphan")?,
+        "the site root and user are gone"
+    );
+    assert!(
+        !site
+            .host
+            .exists("/etc/nginx/conf.d/siteward-eng-orphan.conf")?
+    );
     assert!(!site.host.exists("/var/lib/siteward/sites/eng-orphan")?);
-    let databases = site.host.psql("SELECT count(*) FROM pg_database WHERE datname = 'eng_orphan'")?;
+    let databases = site
+        .host
+        .psql("SELECT count(*) FROM pg_database WHERE datname = 'eng_orphan'")?;
     assert_eq!(databases.trim(), "0");
     let plan = site.siteward(&["plan"])?;
     assert!(plan.stdout.contains("No changes"), "{plan}");
+    Ok(())
+}
+
+/// Samples every process's command line until told to stop; returns what it saw.
+fn sample_machine_cmdlines(stop: &std::sync::atomic::AtomicBool) -> String {
+    let mut seen = String::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+                seen.push_str(&String::from_utf8_lossy(&bytes).replace('\0', " "));
+                seen.push('\n');
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    seen
+}
+
+#[test]
+fn the_secret_canary_appears_nowhere() -> Result<()> {
+    let canary = format!("canary-{}-Zq7x", std::process::id());
+    let site = Site::new("t-engine-g", "eng-canary", "mariadb", &canary)?;
+    let host = &site.host;
+    host.mysql("SET GLOBAL general_log_file = '/var/log/mysql/canary-general.log'; SET GLOBAL general_log = 1")?;
+    host.exec("rm -f /tmp/canary-cmdlines; (end=$(($(date +%s) + 60)); while [ $(date +%s) -lt $end ] && [ ! -e /tmp/canary-stop ]; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; echo; done > /tmp/canary-cmdlines) >/dev/null 2>&1 & rm -f /tmp/canary-stop")?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (machine_cmdlines, outputs) =
+        std::thread::scope(|scope| -> Result<(String, Vec<support::CommandOutput>)> {
+            let sampler = scope.spawn(|| sample_machine_cmdlines(&stop));
+            let mut outputs = vec![site.siteward(&["-vvv", "plan", "--format", "json"])?];
+            outputs.push(site.siteward(&["-vvv", "apply", "--auto-approve"])?);
+            outputs.push(site.siteward(&["-vvv", "plan", "--format", "markdown"])?);
+            outputs.push(site.siteward(&["-vvv", "--log-format", "json", "plan"])?);
+            outputs.push(site.siteward(&["report", "eng-canary", "--format", "json"])?);
+            outputs.push(site.siteward(&["status"])?);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok((sampler.join().unwrap(), outputs))
+        })?;
+    host.exec("touch /tmp/canary-stop; sleep 0.3")?;
+    host.mysql("SET GLOBAL general_log = 0")?;
+    outputs[1].assert_success();
+
+    // Positive controls: the secret was really used, and the samplers really sampled.
+    assert!(
+        host.read_file("/home/eng_canary/eng-canary.test/shared/.env")?
+            .contains(&canary)
+    );
+    assert_eq!(site.page()?["database"]["ok"], true);
+    let general_log = host.read_file("/var/log/mysql/canary-general.log")?;
+    assert!(
+        general_log.contains("eng_canary"),
+        "the general log recorded the apply"
+    );
+    let host_cmdlines = host.read_file("/tmp/canary-cmdlines")?;
+    assert!(
+        host_cmdlines.contains("sh -c"),
+        "the host sampler saw the apply's commands"
+    );
+    assert!(
+        machine_cmdlines.contains("siteward"),
+        "the machine sampler saw siteward"
+    );
+
+    for output in &outputs {
+        assert!(
+            !output.stdout.contains(&canary) && !output.stderr.contains(&canary),
+            "siteward printed the secret: {output}"
+        );
+    }
+    assert!(
+        !general_log.contains(&canary),
+        "MariaDB's general log holds the secret"
+    );
+    assert!(
+        !host_cmdlines.contains(&canary),
+        "a process argument on the host held the secret"
+    );
+    assert!(
+        !machine_cmdlines.contains(&canary),
+        "a process argument on the machine held the secret"
+    );
+    for entry in std::fs::read_dir(site.workspace.root().join(".siteward"))? {
+        let bytes = std::fs::read(entry?.path())?;
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&canary),
+            "the state store holds the secret"
+        );
+    }
     Ok(())
 }
