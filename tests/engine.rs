@@ -257,12 +257,19 @@ fn pair(resource: &str, action: &str) -> (String, String) {
     (resource.to_owned(), action.to_owned())
 }
 
+/// What changes, how the spec is edited, and the changes the plan must show.
+type FieldCase = (
+    &'static str,
+    Box<dyn Fn(String) -> String>,
+    Vec<(String, String)>,
+);
+
 #[test]
 fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
     let mut site = Site::new("t-engine-c", "eng-fields", "mariadb", "fields-pass-1")?;
     site.apply()?.assert_success();
     let user = "eng_fields";
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<(String, String)>)> = vec![
+    let cases: Vec<FieldCase> = vec![
         (
             "an alias",
             Box::new(|s: String| {
@@ -405,11 +412,15 @@ fn drift_made_by_hand_shows_in_the_plan_and_apply_repairs_it() -> Result<()> {
 
     site.apply()?.assert_success();
     assert_eq!(site.pending()?, vec![], "apply repaired the drift");
-    assert!(
-        host.exec("supervisorctl status 'siteward-eng-drift-queue:*'")?
-            .contains("RUNNING")
-            || true
-    );
+    wait_for(
+        "the recreated worker running",
+        Duration::from_secs(20),
+        || {
+            Ok(host
+                .exec("supervisorctl status 'siteward-eng-drift-queue:*'")?
+                .contains("RUNNING"))
+        },
+    )?;
     let crontab = host.exec(&format!("crontab -u {user} -l"))?;
     assert!(
         crontab.contains("echo mine"),

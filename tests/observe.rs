@@ -88,7 +88,9 @@ impl Made {
         };
         Made {
             vhost: format!("server {{ listen 80; server_name {domain}; }}\n"),
-            pool: format!("[{name}]\nuser = {user}\nlisten = /run/php/siteward-{name}.sock\n"),
+            pool: format!(
+                "[{name}]\nuser = {user}\nlisten = /run/php/siteward-{name}.sock\npm = ondemand\npm.max_children = 2\n"
+            ),
             cron: format!("# siteward cron of {name}\n"),
             program: format!(
                 "[program:siteward-{name}-worker]\ncommand=sleep 100000\nuser={user}\nstartsecs=0\nautostart={}\n",
