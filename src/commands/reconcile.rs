@@ -154,9 +154,14 @@ pub async fn observe_all(
         let session = session.clone();
         let name = name.clone();
         tasks.spawn(async move {
+            let started = std::time::Instant::now();
+            let before = session.exec_count();
             let observed = observe::connect::observe(&server, &session, &request, &secrets)
                 .await
                 .with_context(|| format!("failed to observe server `{name}`"));
+            let execs = session.exec_count() - before;
+            let millis = started.elapsed().as_millis() as u64;
+            tracing::info!(server = %name, execs, millis, sites = request.sites.len(), "observed");
             (name, observed)
         });
     }
