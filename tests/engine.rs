@@ -303,6 +303,16 @@ fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
             vec![pair("worker", "update")],
         ),
         (
+            "a second worker",
+            Box::new(|s: String| {
+                s.replace(
+                    "      command: php artisan queue:work\n",
+                    "      command: php artisan queue:work\n    - name: mail\n      command: php artisan queue:work --queue=mail\n",
+                )
+            }),
+            vec![pair("worker", "create")],
+        ),
+        (
             "a storage path",
             Box::new(|s: String| {
                 s.replace(
@@ -681,5 +691,47 @@ fn the_secret_canary_appears_nowhere() -> Result<()> {
             "the state store holds the secret"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn a_vhost_that_fails_nginx_t_is_put_back_and_the_step_fails() -> Result<()> {
+    // A broken nginx configuration affects every site of the host: this test has it alone.
+    let site = Site::new("t-engine-h", "eng-nginx", "mariadb", "nginx-pass-1")?;
+    site.apply()?.assert_success();
+    let vhost = "/etc/nginx/conf.d/siteward-eng-nginx.conf";
+    let before = site.host.read_file(vhost)?;
+    site.host.write_file(
+        "/etc/nginx/conf.d/zz-broken.conf",
+        "this is not nginx configuration\n",
+    )?;
+    let result = (|| -> Result<()> {
+        site.edit_spec("mariadb", |s| {
+            s.replace(
+                "  domain: eng-nginx.test\n",
+                "  domain: eng-nginx.test\n  aliases: [www.eng-nginx.test]\n",
+            )
+        })?;
+        let failed = site.apply()?;
+        assert_eq!(failed.code(), Some(1), "{failed}");
+        assert!(
+            failed
+                .stderr
+                .contains("nginx -t failed, previous file restored"),
+            "{failed}"
+        );
+        assert_eq!(
+            site.host.read_file(vhost)?,
+            before,
+            "the previous vhost is back"
+        );
+        Ok(())
+    })();
+    site.host.exec("rm -f /etc/nginx/conf.d/zz-broken.conf")?;
+    result?;
+    site.apply()?.assert_success();
+    assert!(site.host.read_file(vhost)?.contains("www.eng-nginx.test"));
+    let (status, _) = site.host.http_get("www.eng-nginx.test", "/up")?;
+    assert_eq!(status, 200);
     Ok(())
 }

@@ -23,11 +23,24 @@ restore() {
   if [ -n "$backup" ]; then mv -f "$backup" "$path"; backup=; else rm -f "$path"; fi
 }
 systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+nginx_workers() { ps -eo pid=,args= | awk '$2 == "nginx:" && $3 == "worker" && $4 == "process" && NF == 4 { print $1 }' | sort; }
+# Reloads nginx and waits (up to 5 s) until workers with the new configuration serve.
+reload_nginx() {
+  old=$(nginx_workers)
+  if systemd; then systemctl reload nginx; else nginx -s reload; fi
+  tries=0
+  while [ "$tries" -lt 50 ]; do
+    new=$(nginx_workers)
+    if [ -n "$new" ] && [ -z "$(printf '%s\n%s\n' "$old" "$new" | sort | uniq -d)" ]; then return 0; fi
+    tries=$((tries + 1))
+    sleep 0.1
+  done
+}
 case $reload in
   nothing) ;;
   nginx)
     if ! out=$(nginx -t 2>&1); then restore; echo "nginx -t failed, previous file restored: $out" >&2; exit 3; fi
-    if systemd; then systemctl reload nginx; else nginx -s reload; fi
+    reload_nginx
     ;;
   php-fpm)
     if ! out=$("php-fpm$php" -t 2>&1); then restore; echo "php-fpm$php -t failed, previous file restored: $out" >&2; exit 3; fi
