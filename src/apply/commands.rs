@@ -127,22 +127,23 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
             Vec::new(),
             format!("create user {user}"),
         ),
-        Step::EnsureDirectory {
-            path,
+        Step::EnsureDirectories {
             owner,
             group,
-            mode,
-        } => simple(
-            ENSURE_DIRECTORY,
-            vec![
-                path.clone(),
-                owner.clone(),
-                group.clone(),
-                format!("{mode:o}"),
-            ],
-            Vec::new(),
-            format!("directory {path}"),
-        ),
+            directories,
+        } => {
+            let mut args = vec![owner.clone(), group.clone()];
+            for (path, mode) in directories {
+                args.push(path.clone());
+                args.push(format!("{mode:o}"));
+            }
+            let first = directories
+                .first()
+                .map(|(p, _)| p.as_str())
+                .unwrap_or_default();
+            let what = format!("{} directories under {first}", directories.len());
+            simple(ENSURE_DIRECTORY, args, Vec::new(), what)
+        }
         Step::WriteFile {
             path,
             content,

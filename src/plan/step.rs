@@ -15,12 +15,12 @@ pub enum Step {
     /// Create the site's Linux user with its own group and home, and let the web server
     /// read through the home (`www-data` joins the user's group).
     EnsureUser { user: String, home: String },
-    /// Create a directory (and its parents) with owner and mode.
-    EnsureDirectory {
-        path: String,
+    /// Create directories (parents first) with owner and mode, in one round trip.
+    EnsureDirectories {
         owner: String,
         group: String,
-        mode: u32,
+        /// `(path, mode)`, parents before children.
+        directories: Vec<(String, u32)>,
     },
     /// Write a file atomically when its content differs, then reload what uses it.
     WriteFile {

@@ -50,12 +50,12 @@ pub fn desired_directories(desired: &DesiredSite) -> Vec<DesiredDirectory> {
 }
 
 /// # Guarantees
-/// `EnsureDirectory` creates missing directories and corrects owner and mode; directories
+/// `EnsureDirectories` creates missing directories and corrects owner and mode; directories
 /// already right are not touched.
 pub fn diff(desired: &DesiredSite, observed: &ObservedSite) -> Change {
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
-    let mut steps = Vec::new();
+    let mut directories = Vec::new();
     for directory in desired_directories(desired) {
         let state = observed.paths.get(&directory.path);
         let right = state.is_some_and(|p| {
@@ -72,14 +72,9 @@ pub fn diff(desired: &DesiredSite, observed: &ObservedSite) -> Change {
         } else {
             wrong.push(directory.path.clone())
         }
-        steps.push(Step::EnsureDirectory {
-            path: directory.path,
-            owner: desired.user.to_owned(),
-            group: desired.user.to_owned(),
-            mode: directory.mode,
-        });
+        directories.push((directory.path, directory.mode));
     }
-    if steps.is_empty() {
+    if directories.is_empty() {
         return Change::no_op(ResourceKind::Directory, &desired.root);
     }
     let action = if observed.paths.contains_key(&desired.root) {
@@ -94,12 +89,15 @@ pub fn diff(desired: &DesiredSite, observed: &ObservedSite) -> Change {
     if !wrong.is_empty() {
         reasons.push(format!("wrong owner or mode: {}", wrong.join(", ")));
     }
-    let mut change = Change::new(
+    let change = Change::new(
         ResourceKind::Directory,
         &desired.root,
         action,
         reasons.join("; "),
     );
-    change.steps = steps;
-    change
+    change.step(Step::EnsureDirectories {
+        owner: desired.user.to_owned(),
+        group: desired.user.to_owned(),
+        directories,
+    })
 }

@@ -4,10 +4,10 @@
 set -eu
 site=$1 user=$2 root=$3 files=$4 programs=$5
 printf '%s\n' "$programs" | while IFS= read -r program; do
-  [ -n "$program" ] && supervisorctl stop "$program:*" >/dev/null 2>&1 || true
+  if [ -n "$program" ]; then supervisorctl stop "$program:*" >/dev/null 2>&1 || true; fi
 done
 printf '%s\n' "$files" | while IFS= read -r file; do
-  [ -n "$file" ] && rm -f "$file"
+  if [ -n "$file" ]; then rm -f "$file"; fi
 done
 supervisorctl reread >/dev/null 2>&1 || true
 supervisorctl update >/dev/null 2>&1 || true
@@ -19,6 +19,7 @@ case $root in /home/*/*) rm -rf "$root" ;; esac
 if [ -n "$user" ] && id -u "$user" >/dev/null 2>&1; then
   pkill -u "$user" 2>/dev/null || true
   crontab -r -u "$user" 2>/dev/null || true
-  userdel --remove "$user" 2>/dev/null || userdel "$user"
+  sleep 0.2
+  userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user"
 fi
 rm -rf "/var/lib/siteward/sites/$site"
