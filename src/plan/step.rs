@@ -67,6 +67,8 @@ pub enum Step {
     DropDatabaseUser { engine: Engine, name: String },
     /// Deploy a revision as a new release and switch `current` to it.
     Deploy(Box<DeployStep>),
+    /// Switch `current` back to an earlier release (`siteward rollback`).
+    Rollback(Box<RollbackStep>),
     /// Make supervisor pick up changed programs (only these are restarted).
     SupervisorUpdate { programs: Vec<String> },
     /// Record what was applied, for the next observation.
@@ -101,6 +103,51 @@ pub struct DeployStep {
     pub storage_link: bool,
     /// Commands run as the site user after the switch (`php artisan queue:restart`…).
     pub restart: Vec<String>,
+    /// This site's supervisor programs, restarted after the switch when no restart command
+    /// does it (never another site's).
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// The check that gates the new release; a failure switches back and marks it bad.
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+}
+
+impl DeployStep {
+    /// What the deploy is made of besides the revision: a release marked bad is deployed
+    /// again only when this changes (or the revision does).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut copy = self.clone();
+        copy.revision.clear();
+        let json = serde_json::to_vec(&copy).unwrap_or_default();
+        hex::encode(&Sha256::digest(&json)[..8])
+    }
+}
+
+/// The health check a deploy runs against the server itself, with the site's Host header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub path: String,
+    pub expect_status: u16,
+    pub expect_body: Option<String>,
+    pub timeout_seconds: u32,
+}
+
+/// A switch back to an earlier release.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStep {
+    pub site: String,
+    pub user: String,
+    pub root: String,
+    /// The release `current` points at now.
+    pub from: String,
+    /// The release `current` will point at.
+    pub to: String,
+    pub php_binary: Option<String>,
+    pub restart: Vec<String>,
+    pub programs: Vec<String>,
 }
 
 /// What a removed site leaves behind: nothing.
