@@ -1,7 +1,9 @@
 //! Turning steps into remote commands: a constant script, quoted arguments, data on stdin.
 
 use super::sql;
-use crate::plan::step::{DeployStep, Engine, EnvSource, Reload, RemoveSiteStep, Step};
+use crate::plan::step::{
+    DeployStep, Engine, EnvSource, Reload, RemoveSiteStep, RollbackStep, Step,
+};
 use crate::spec::secret::{ResolvedSecrets, SecretRef};
 use crate::spec::server::{DatabaseAdmin, ServerSpec};
 use crate::transport::{Command, QuoteError};
@@ -234,6 +236,7 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
             format!("drop database user {name}"),
         ),
         Step::Deploy(deploy) => deploy_command(deploy),
+        Step::Rollback(rollback) => rollback_command(rollback),
         Step::SupervisorUpdate { programs } => simple(
             SUPERVISOR_UPDATE,
             programs.clone(),
@@ -258,7 +261,7 @@ fn deploy_command(deploy: &DeployStep) -> Result<Vec<RemoteCommand>, CommandErro
         crate::spec::site::DeployStrategy::Releases => "releases",
         crate::spec::site::DeployStrategy::InPlace => "in-place",
     };
-    let args = vec![
+    let mut args = vec![
         strategy.to_owned(),
         deploy.user.clone(),
         deploy.root.clone(),
@@ -271,13 +274,52 @@ fn deploy_command(deploy: &DeployStep) -> Result<Vec<RemoteCommand>, CommandErro
         if deploy.storage_link { "yes" } else { "no" }.to_owned(),
         deploy.shared.join(","),
         deploy.restart.join("\n"),
+        deploy.programs.join("\n"),
     ];
+    args.extend(health_args(deploy));
+    args.push(deploy.fingerprint());
     let stdin = deploy.script.clone().unwrap_or_default().into_bytes();
     simple(
         DEPLOY,
         args,
         stdin,
         format!("deploy {} of {}", short(&deploy.revision), deploy.site),
+    )
+}
+
+/// Path, expected status, expected body and timeout; an empty path means no check.
+fn health_args(deploy: &DeployStep) -> [String; 4] {
+    match &deploy.health {
+        Some(health) => [
+            health.path.clone(),
+            health.expect_status.to_string(),
+            health.expect_body.clone().unwrap_or_default(),
+            health.timeout_seconds.to_string(),
+        ],
+        None => [String::new(), "200".into(), String::new(), "10".into()],
+    }
+}
+
+/// `deploy.sh rollback`: the same switch, reload and restarts as a deploy, to release `to`.
+fn rollback_command(rollback: &RollbackStep) -> Result<Vec<RemoteCommand>, CommandError> {
+    let mut args = vec![
+        "rollback".to_owned(),
+        rollback.user.clone(),
+        rollback.root.clone(),
+        String::new(),
+        rollback.to.clone(),
+        "0".into(),
+        rollback.php_binary.clone().unwrap_or_default(),
+    ];
+    args.extend(["", "", "no", ""].map(String::from));
+    args.push(rollback.restart.join("\n"));
+    args.push(rollback.programs.join("\n"));
+    args.extend(["", "200", "", "10", ""].map(String::from));
+    simple(
+        DEPLOY,
+        args,
+        Vec::new(),
+        format!("roll {} back to release {}", rollback.site, rollback.to),
     )
 }
 

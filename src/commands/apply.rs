@@ -103,7 +103,7 @@ fn check_saved(saved: Plan, fresh: &Plan) -> anyhow::Result<Plan> {
     Ok(saved)
 }
 
-fn confirm(auto_approve: bool) -> anyhow::Result<()> {
+pub(super) fn confirm(auto_approve: bool) -> anyhow::Result<()> {
     if auto_approve {
         return Ok(());
     }
@@ -152,7 +152,7 @@ async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
     futures::future::join_all(tasks).await
 }
 
-fn report(outcomes: &[SiteOutcome], prepared: &Prepared) {
+pub(super) fn report(outcomes: &[SiteOutcome], prepared: &Prepared) {
     for outcome in outcomes {
         let steps = outcome.steps.len();
         let state = if outcome.ok { "applied" } else { "FAILED" };

@@ -5,6 +5,7 @@ mod observe;
 mod plan;
 mod reconcile;
 mod record;
+mod rollback;
 mod schema;
 mod status;
 mod validate;
@@ -91,7 +92,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         ),
         Command::Report(args) => status::report(ctx, args),
         Command::Observe(args) => observe::run(ctx, args),
-        Command::Rollback(_) => not_built("rollback", "rollback arrives with code deployment"),
+        Command::Rollback(args) => rollback::run(ctx, args),
         Command::Discover(_) => not_built("discover", "discovery arrives after observation"),
     }
 }

@@ -188,6 +188,7 @@ pub struct Prepared {
     pub loaded: Loaded,
     pub secrets: ResolvedSecrets,
     pub sessions: BTreeMap<String, SshSession>,
+    pub observed: BTreeMap<String, ObservedServer>,
     pub plan: Plan,
 }
 
@@ -227,6 +228,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         loaded,
         secrets,
         sessions,
+        observed,
         plan,
     })
 }

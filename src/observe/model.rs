@@ -180,6 +180,9 @@ pub struct ObservedRelease {
     pub commit: Option<String>,
     /// Marked bad by a failed health check.
     pub bad: bool,
+    /// The fingerprint of the deploy settings that failed (the marker's content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_fingerprint: Option<String>,
 }
 
 /// Git state of a checkout.

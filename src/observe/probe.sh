@@ -240,6 +240,7 @@ sw_releases() {
     sw_rec release "~$sw_sn" "$sw_t" "$sw_v"
     sw_is_id "$sw_id" && sw_plain "$sw_d/.siteward-revision" || continue
     sw_final kind=revision "site=$sw_sn" "release=$sw_id" "$sw_d/.siteward-revision"
+    ! sw_plain "$sw_d/.siteward-bad" || sw_final kind=bad "site=$sw_sn" "release=$sw_id" "$sw_d/.siteward-bad"
   done
 }
 
@@ -825,6 +826,7 @@ kind == "crontab" {
   next
 }
 kind == "revision" { if (FNR == 1 && (h = first_line_hex()) != "") out("revision\t" t(site) "\t" t(release) "\t" h); next }
+kind == "bad" { if (FNR == 1 && (h = first_line_hex()) != "") out("bad\t" t(site) "\t" t(release) "\t" h); next }
 kind == "live" { if (FNR == 1 && (h = first_line_hex()) != "") out("git\t" t(site) "\t" h "\t-\t-"); next }
 kind == "git" {
   if ($0 == "--") { after[site] = 1; next }

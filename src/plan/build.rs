@@ -48,7 +48,8 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         .get(server)
         .and_then(|s| s.sites.get(site.name.as_str()))
         .unwrap_or(&empty);
-    let blocked_by = blocking_problems(site, inputs.observed.get(server));
+    let mut blocked_by = blocking_problems(site, inputs.observed.get(server));
+    blocked_by.extend(recorded_elsewhere(site, inputs.observed));
     let changes = if blocked_by.is_empty() {
         let desired = DesiredSite::new(site);
         site_changes(
@@ -69,6 +70,22 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         blocked_by,
         changes,
     }
+}
+
+/// A site recorded on another server than its spec names is a migration. Until siteward
+/// moves data, it refuses to provision an empty copy on the new server.
+fn recorded_elsewhere(site: &Site, observed: &BTreeMap<String, ObservedServer>) -> Vec<String> {
+    let wanted = site.spec.server.as_str();
+    observed
+        .iter()
+        .filter(|(name, server)| name.as_str() != wanted && server.recorded_sites.iter().any(|s| s == site.name.as_str()))
+        .map(|(name, _)| {
+            format!(
+                "site `{}` lives on `{name}` while its spec says `{wanted}`: moving sites between servers is not supported by this release; point `server:` back to `{name}`",
+                site.name
+            )
+        })
+        .collect()
 }
 
 /// What the probe could not see that this site's plan depends on: a plan made without it
@@ -191,5 +208,73 @@ fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePla
             )
             .step(Step::RemoveSite(Box::new(step))),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::ObservedServer;
+
+    fn site(server: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: a}}\nspec: {{address: 192.0.2.1}}\n---\n\
+             apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: b}}\nspec: {{address: 192.0.2.2}}\n---\n\
+             apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {{name: shop}}\n\
+             spec: {{server: {server}, type: static, domain: shop.test, user: shop}}\n"
+        );
+        std::fs::write(dir.path().join("specs.yaml"), text).unwrap();
+        let loaded = crate::spec::load_and_check(&[dir.path().to_path_buf()]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded.sites[0].item.clone()
+    }
+
+    fn plan_for(site: &Site, recorded_on: &str) -> Plan {
+        let mut observed = BTreeMap::new();
+        for name in ["a", "b"] {
+            let mut server = ObservedServer::default();
+            if name == recorded_on {
+                server.recorded_sites.push("shop".into());
+            }
+            observed.insert(name.to_owned(), server);
+        }
+        let secrets = ResolvedSecrets::default();
+        build_plan(&PlanInputs {
+            sites: vec![site],
+            all_site_names: vec!["shop"],
+            observed: &observed,
+            secrets: &secrets,
+            prune: false,
+        })
+    }
+
+    #[test]
+    fn a_fresh_site_is_planned_as_creations_in_dependency_order() {
+        let site = site("a");
+        let plan = plan_for(&site, "none");
+        let kinds: Vec<ResourceKind> = plan.sites[0].pending().map(|c| c.resource).collect();
+        let mut sorted = kinds.clone();
+        sorted.sort();
+        assert_eq!(kinds, sorted, "changes come in apply order");
+        assert_eq!(kinds.first(), Some(&ResourceKind::User));
+        assert_eq!(kinds.last(), Some(&ResourceKind::Record));
+        assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn a_site_recorded_on_another_server_is_not_provisioned_empty() {
+        let site = site("b");
+        let plan = plan_for(&site, "a");
+        let shop = plan.sites.iter().find(|s| s.server == "b").unwrap();
+        assert_eq!(shop.changes, vec![]);
+        assert!(
+            shop.blocked_by[0].contains("lives on `a`"),
+            "{:?}",
+            shop.blocked_by
+        );
+        let source = plan.sites.iter().find(|s| s.server == "a").unwrap();
+        assert_eq!(source.disposition, SiteDisposition::Migration);
+        assert_eq!(plan.step_count(), 0);
     }
 }

@@ -1,8 +1,8 @@
 //! The site's code: which revision is live, and the deploy that changes it.
 
 use super::desired::DesiredSite;
-use crate::observe::ObservedSite;
-use crate::plan::step::DeployStep;
+use crate::observe::{ObservedRelease, ObservedSite};
+use crate::plan::step::{DeployStep, HealthCheck, RollbackStep};
 use crate::plan::{Action, Change, ResourceKind, Step};
 
 /// The revision the spec wants: the branch tip the server resolved, or the pin.
@@ -19,6 +19,10 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
+/// The plan shows `old → new`; the new commit's subject line is printed by the deploy
+/// (after checkout) and kept in the step's output, because `git ls-remote`, the probe's one
+/// cheap look at the repository, lists commit ids only: subjects would need a fetch per site.
+///
 /// # Guarantees
 /// A deploy is planned only when no release is live or the live commit is not the wanted
 /// one: with no new commit and no spec change, apply deploys nothing.
@@ -56,8 +60,32 @@ pub fn diff(desired: &DesiredSite, observed: &ObservedSite) -> Option<Change> {
         Some(commit) => format!("{} → {}", short(commit), short(&revision)),
         None => format!("first deploy of {}", short(&revision)),
     };
-    let step = Step::Deploy(Box::new(deploy_step(desired, revision)));
-    Some(Change::new(ResourceKind::Code, name, action, reason).step(step))
+    let step = deploy_step(desired, revision);
+    if let Some(bad) = known_bad(observed, &step) {
+        let reason = format!(
+            "the tip {} is release {bad}, marked bad by a failed health check: not deploying \
+             it again (push a fix or change the spec; `siteward rollback` goes back further)",
+            short(&step.revision)
+        );
+        return Some(Change::new(
+            ResourceKind::Code,
+            name,
+            Action::Update,
+            reason,
+        ));
+    }
+    Some(Change::new(ResourceKind::Code, name, action, reason).step(Step::Deploy(Box::new(step))))
+}
+
+/// The release that already failed with this revision and these deploy settings.
+fn known_bad<'a>(observed: &'a ObservedSite, step: &DeployStep) -> Option<&'a str> {
+    let fingerprint = step.fingerprint();
+    observed
+        .releases
+        .iter()
+        .filter(|r| r.bad && r.bad_fingerprint.as_deref() == Some(fingerprint.as_str()))
+        .find(|r| r.commit.as_deref() == Some(step.revision.as_str()))
+        .map(|r| r.id.as_str())
 }
 
 /// The deploy of a revision.
@@ -81,7 +109,34 @@ pub fn deploy_step(desired: &DesiredSite, revision: String) -> DeployStep {
         shared,
         storage_link: desired.laravel.as_ref().is_some_and(|l| l.storage_link),
         restart: restart_commands(desired),
+        programs: restarted_programs(desired),
+        health: spec.health.as_ref().map(|h| HealthCheck {
+            path: h.path.clone(),
+            expect_status: h.expect_status,
+            expect_body: h.expect_body.clone(),
+            timeout_seconds: h.timeout_seconds,
+        }),
     }
+}
+
+/// Whether a restart command already restarts this worker (Laravel-managed).
+fn laravel_managed(desired: &DesiredSite, command: &str) -> bool {
+    let restarts = restart_commands(desired);
+    let told = |what: &str| restarts.iter().any(|r| r.contains(what));
+    (command.contains("horizon") && told("horizon:terminate"))
+        || ((command.contains("queue:work") || command.contains("queue:listen"))
+            && told("queue:restart"))
+}
+
+/// This site's supervisor programs that no restart command restarts: supervisor restarts
+/// them after the switch (`siteward-<site>-<worker>`, never another site's).
+pub fn restarted_programs(desired: &DesiredSite) -> Vec<String> {
+    desired
+        .workers
+        .iter()
+        .filter(|w| !laravel_managed(desired, &w.command))
+        .map(|w| desired.program(w.name.as_str()))
+        .collect()
 }
 
 /// After a switch, Laravel workers are told to restart (supervisor starts them again in the
@@ -121,4 +176,94 @@ fn top_level_storage(storage: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Why a site cannot be rolled back.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RollbackError {
+    #[error("site `{0}` has no live release (`current` points nowhere)")]
+    NoLiveRelease(String),
+    #[error("site `{site}` has no good release older than the live one ({live})")]
+    NothingOlder { site: String, live: String },
+}
+
+/// The change that switches `current` to the newest good release older than the live one.
+pub fn rollback_change(
+    desired: &DesiredSite,
+    observed: &ObservedSite,
+) -> Result<Change, RollbackError> {
+    let site = desired.name.to_owned();
+    let live = observed
+        .current_release
+        .clone()
+        .ok_or_else(|| RollbackError::NoLiveRelease(site.clone()))?;
+    let target =
+        previous_good(&observed.releases, &live).ok_or_else(|| RollbackError::NothingOlder {
+            site: site.clone(),
+            live: live.clone(),
+        })?;
+    let commit = |id: &str| {
+        let release = observed.releases.iter().find(|r| r.id == id);
+        short(release.and_then(|r| r.commit.as_deref()).unwrap_or("?")).to_owned()
+    };
+    let reason = format!(
+        "release {live} ({}) → release {} ({})",
+        commit(&live),
+        target.id,
+        commit(&target.id)
+    );
+    let step = RollbackStep {
+        site,
+        user: desired.user.to_owned(),
+        root: desired.root.clone(),
+        from: live,
+        to: target.id.clone(),
+        php_binary: desired.php_binary(),
+        restart: restart_commands(desired),
+        programs: restarted_programs(desired),
+    };
+    Ok(
+        Change::new(ResourceKind::Code, "current", Action::Update, reason)
+            .step(Step::Rollback(Box::new(step))),
+    )
+}
+
+/// The newest release older than `live` that is not marked bad (ids sort by time).
+fn previous_good<'a>(releases: &'a [ObservedRelease], live: &str) -> Option<&'a ObservedRelease> {
+    releases
+        .iter()
+        .filter(|r| r.id.as_str() < live && !r.bad)
+        .max_by(|a, b| a.id.cmp(&b.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(id: &str, bad: bool) -> ObservedRelease {
+        ObservedRelease {
+            id: id.into(),
+            commit: None,
+            bad,
+            bad_fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn rollback_skips_bad_releases_and_newer_ones() {
+        let releases = [
+            release("20260101000001", false),
+            release("20260101000002", true),
+            release("20260101000003", false),
+            release("20260101000004", false),
+        ];
+        let found = previous_good(&releases, "20260101000003").map(|r| r.id.as_str());
+        assert_eq!(found, Some("20260101000001"));
+    }
+
+    #[test]
+    fn rollback_finds_nothing_before_the_first_release() {
+        let releases = [release("20260101000001", false)];
+        assert_eq!(previous_good(&releases, "20260101000001"), None);
+    }
 }

@@ -40,9 +40,10 @@ pub fn site_changes(
         secrets,
         &recorded_users,
     ));
-    changes.extend(code::diff(desired, observed));
     changes.extend(web::diff_pool(desired, observed));
     changes.push(web::diff_vhost(desired, observed));
+    // After the pool and vhost: the health check of a first deploy needs them serving.
+    changes.extend(code::diff(desired, observed));
     changes.extend(jobs::diff_cron(desired, observed));
     changes.extend(jobs::diff_workers(desired, observed));
     changes.push(record::diff(desired, observed, server, spec_hash));

@@ -59,6 +59,8 @@ pub(super) struct Answer {
     pub releases: BTreeMap<String, Vec<ObservedRelease>>,
     /// (site, release) → commit.
     pub revisions: BTreeMap<(String, String), String>,
+    /// (site, release) → the fingerprint of the deploy that failed its health check.
+    pub bad: BTreeMap<(String, String), String>,
     pub git: BTreeMap<String, GitState>,
     pub mysql: EngineRows,
     pub postgres: EngineRows,
@@ -137,6 +139,7 @@ impl Answer {
             "env" => self.env(f)?,
             "release" => self.release(f)?,
             "revision" => _ = self.revisions.insert((f.text()?, f.text()?), f.hex()?),
+            "bad" => _ = self.bad.insert((f.text()?, f.text()?), f.hex()?),
             "git" => self.git(f)?,
             "mysql-db" | "pg-db" => self.database(f)?,
             "mysql-user" | "pg-user" => self.database_user(f)?,
@@ -213,6 +216,7 @@ impl Answer {
             id: f.text()?,
             commit: None,
             bad: f.flag()?,
+            bad_fingerprint: None,
         };
         self.releases.entry(site).or_default().push(release);
         Ok(())

@@ -207,6 +207,7 @@ fn releases(answer: &mut Answer, name: &str) -> Vec<crate::observe::ObservedRele
     for release in &mut releases {
         let key = (name.to_owned(), release.id.clone());
         release.commit = answer.revisions.remove(&key);
+        release.bad_fingerprint = answer.bad.remove(&key);
     }
     releases
 }

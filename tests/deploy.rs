@@ -1,0 +1,448 @@
+//! Code deployment against real servers: releases, deploy scripts, the health gate, rollback,
+//! pruning, worker restarts and zero-downtime switches. Hosts: `t-deploy-*`.
+
+mod support;
+
+use anyhow::{Context, Result, ensure};
+use std::time::{Duration, Instant};
+use support::{Fleet, Host, Workspace};
+
+const APP_KEY: &str = "base64:dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTA=";
+
+/// What a test varies in a site spec.
+struct Shape<'a> {
+    branch: &'a str,
+    script: &'a str,
+    keep: u32,
+}
+
+/// A Laravel site on MariaDB with Redis (its own prefix), a queue worker and a health check.
+fn site_spec(name: &str, shape: &Shape) -> String {
+    let db = name.replace('-', "_");
+    let upper = name.to_uppercase().replace('-', "_");
+    format!(
+        r#"apiVersion: siteward.dev/v1
+kind: Site
+metadata:
+  name: {name}
+spec:
+  server: web
+  type: laravel
+  domain: {name}.test
+  user: {db}
+  php: "8.2"
+  webDirectory: public
+  source:
+    repository: git://10.77.0.1/app.git
+    branch: {branch}
+  deploy:
+    keepReleases: {keep}
+    script: |
+      {script}
+  env:
+    APP_NAME: {name}
+    APP_ENV: production
+    APP_KEY: {{secret: env:{upper}_APP_KEY}}
+    DB_CONNECTION: mysql
+    DB_HOST: localhost
+    DB_PORT: 3306
+    DB_DATABASE: {db}
+    DB_USERNAME: {db}
+    DB_PASSWORD: {{secret: env:{upper}_DB_PASSWORD}}
+    REDIS_HOST: 127.0.0.1
+    REDIS_PREFIX: {db}_
+  database:
+    engine: mysql
+    name: {db}
+    users:
+      - name: {db}
+        password: {{secret: env:{upper}_DB_PASSWORD}}
+  redis:
+    required: true
+  workers:
+    - name: queue
+      command: php artisan queue:work
+  health:
+    path: /up
+    expectBody: OK
+    timeoutSeconds: 4
+"#,
+        branch = shape.branch,
+        keep = shape.keep,
+        script = shape.script,
+    )
+}
+
+/// A site of a test: its spec workspace, host and secrets.
+struct Site {
+    workspace: Workspace,
+    host: Host,
+    name: String,
+    env: Vec<(String, String)>,
+}
+
+impl Site {
+    /// A clean site following `branch`, deployed by `migrate`.
+    fn new(host: &Host, name: &str, branch: &str) -> Result<Site> {
+        let workspace = Workspace::with_servers(&[("web", host)])?;
+        let upper = name.to_uppercase().replace('-', "_");
+        let site = Site {
+            workspace,
+            host: host.clone(),
+            name: name.to_owned(),
+            env: vec![
+                (format!("{upper}_APP_KEY"), APP_KEY.to_owned()),
+                (format!("{upper}_DB_PASSWORD"), format!("pw-{name}-1")),
+            ],
+        };
+        site.write(&Shape {
+            branch,
+            script: "php artisan migrate --force",
+            keep: 5,
+        })?;
+        site.clean()?;
+        Ok(site)
+    }
+
+    fn write(&self, shape: &Shape) -> Result<()> {
+        let path = format!("sites/{}.yaml", self.name);
+        self.workspace
+            .write_spec(&path, &site_spec(&self.name, shape))
+            .map(drop)
+    }
+
+    fn user(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    fn root(&self) -> String {
+        format!("/home/{}/{}.test", self.user(), self.name)
+    }
+
+    /// Removes what an earlier run left on the host.
+    fn clean(&self) -> Result<()> {
+        let script = format!(
+            "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
+             /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
+             pkill -u {u} >/dev/null 2>&1; userdel -r {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /var/lib/siteward/sites/{n}; \
+             mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; true",
+            n = self.name,
+            u = self.user()
+        );
+        self.host.exec(&script).map(drop)
+    }
+
+    fn siteward(&self, args: &[&str]) -> Result<support::CommandOutput> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.workspace.siteward_with_env(args, &env)
+    }
+
+    fn apply(&self) -> Result<support::CommandOutput> {
+        self.siteward(&["apply", "--auto-approve"])
+    }
+
+    fn page(&self) -> Result<serde_json::Value> {
+        let (status, body) = self.host.http_get(&format!("{}.test", self.name), "/")?;
+        ensure!(status == 200, "status {status}: {body}");
+        serde_json::from_str(&body).with_context(|| format!("page body: {body}"))
+    }
+
+    /// The release `current` points at.
+    fn current(&self) -> Result<String> {
+        let link = self
+            .host
+            .exec(&format!("readlink {}/current", self.root()))?;
+        Ok(link.trim().trim_start_matches("releases/").to_owned())
+    }
+
+    fn releases(&self) -> Result<Vec<String>> {
+        let out = self.host.exec(&format!("ls -1 {}/releases", self.root()))?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+
+    fn worker_pids(&self) -> Result<String> {
+        self.host.exec(&format!(
+            "supervisorctl status 'siteward-{}-queue:*' | awk '$2 == \"RUNNING\" {{ print $4 }}' | sort | tr '\\n' ' '",
+            self.name
+        ))
+    }
+
+    fn wait_for_worker(&self) -> Result<()> {
+        let program = format!("siteward-{}-queue", self.name);
+        wait_for("the worker running", Duration::from_secs(20), || {
+            let status = self
+                .host
+                .exec(&format!("supervisorctl status '{program}:*'"))?;
+            Ok(status.contains("RUNNING"))
+        })
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().unwrap_or(false) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    anyhow::bail!("{what} did not happen within {limit:?}")
+}
+
+/// Sets `branch` to `main` plus a commit writing `version` to VERSION.
+fn version_commit(branch: &str, version: &str, base: Option<&str>) -> Result<String> {
+    let message = format!("Release {version}");
+    support::git_commit(branch, &message, base, &format!("echo {version} > VERSION"))
+}
+
+#[test]
+fn a_first_deploy_serves_and_a_new_commit_on_the_branch_is_deployed_and_served() -> Result<()> {
+    let host = Fleet::host("t-deploy-a")?;
+    let branch = "t-deploy-a/first";
+    let first = version_commit(branch, "first-1", None)?;
+    let site = Site::new(&host, "dfirst", branch)?;
+    site.apply()?.assert_success();
+    let page = site.page()?;
+    assert_eq!(page["version"], "first-1", "{page}");
+    let release = site.current()?;
+    assert_eq!(page["release"], release.as_str(), "{page}");
+
+    let second = version_commit(branch, "first-2", Some(&first))?;
+    let plan = site.siteward(&["plan"])?;
+    plan.assert_success();
+    let arrow = format!("{} → {}", &first[..12], &second[..12]);
+    assert!(
+        plan.stdout.contains(&arrow),
+        "the plan shows {arrow}: {plan}"
+    );
+    site.apply()?.assert_success();
+    let page = site.page()?;
+    assert_eq!(page["version"], "first-2", "{page}");
+    assert_ne!(page["release"], release.as_str(), "a new release: {page}");
+    let report = site.siteward(&["report", "dfirst", "--format", "json"])?;
+    assert!(
+        report.stdout.contains("Release first-2"),
+        "the deploy output names the subject: {report}"
+    );
+    let again = site.apply()?;
+    again.assert_success();
+    assert!(again.stdout.contains("No changes"), "{again}");
+    Ok(())
+}
+
+#[test]
+fn a_failing_deploy_script_leaves_the_old_release_serving() -> Result<()> {
+    let host = Fleet::host("t-deploy-a")?;
+    let branch = "t-deploy-a/script";
+    let first = version_commit(branch, "script-1", None)?;
+    let site = Site::new(&host, "dscript", branch)?;
+    site.apply()?.assert_success();
+    let live = site.current()?;
+    version_commit(branch, "script-2", Some(&first))?;
+    site.write(&Shape {
+        branch,
+        script: "echo broken >&2; exit 7",
+        keep: 5,
+    })?;
+    let run = site.apply()?;
+    run.assert_code(1);
+    assert!(run.stderr.contains("deploy script"), "{run}");
+    assert_eq!(site.current()?, live);
+    assert_eq!(site.page()?["version"], "script-1");
+    assert_eq!(
+        site.releases()?,
+        vec![live],
+        "the failed release is removed"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_commit_that_breaks_the_health_check_is_rolled_back_and_marked_bad() -> Result<()> {
+    let host = Fleet::host("t-deploy-a")?;
+    let branch = "t-deploy-a/health";
+    let good = version_commit(branch, "health-1", None)?;
+    let site = Site::new(&host, "dhealth", branch)?;
+    site.apply()?.assert_success();
+    site.wait_for_worker()?;
+    let live = site.current()?;
+    let breaking = "echo health-2 > VERSION; sed -i \"s|respond(200, 'text/plain; charset=utf-8', 'OK');|respond(500, 'text/plain; charset=utf-8', 'broken');|\" public/index.php; grep -q 'respond(500' public/index.php";
+    let bad = support::git_commit(branch, "Break the health check", Some(&good), breaking)?;
+    let run = site.apply()?;
+    run.assert_code(1);
+    assert!(run.stderr.contains("health check"), "{run}");
+    assert_eq!(site.current()?, live, "switched back");
+    assert_eq!(site.page()?["version"], "health-1");
+    let releases = site.releases()?;
+    let failed = releases
+        .iter()
+        .find(|r| **r != live)
+        .context("the failed release")?;
+    let marker = format!("{}/releases/{failed}/.siteward-bad", site.root());
+    assert!(host.exists(&marker)?, "the failed release is marked bad");
+
+    let plan = site.siteward(&["plan"])?;
+    plan.assert_success();
+    assert!(plan.stdout.contains("marked bad"), "{plan}");
+    let again = site.apply()?;
+    again.assert_success();
+    assert_eq!(site.releases()?.len(), 2, "not deployed again: {again}");
+    assert!(bad.len() >= 12);
+    Ok(())
+}
+
+#[test]
+fn rollback_goes_back_one_good_release_and_pruning_keeps_keep_releases() -> Result<()> {
+    let host = Fleet::host("t-deploy-a")?;
+    let branch = "t-deploy-a/rollback";
+    let site = Site::new(&host, "droll", branch)?;
+    site.write(&Shape {
+        branch,
+        script: "php artisan migrate --force",
+        keep: 2,
+    })?;
+    let mut base: Option<String> = None;
+    let mut served = Vec::new();
+    for n in 1..=3 {
+        let commit = version_commit(branch, &format!("roll-{n}"), base.as_deref())?;
+        site.apply()?.assert_success();
+        served.push(site.current()?);
+        base = Some(commit);
+    }
+    assert_eq!(site.page()?["version"], "roll-3");
+    assert_eq!(site.releases()?, served[1..].to_vec(), "keepReleases: 2");
+
+    let refused = site.siteward(&["rollback", "droll"])?;
+    refused.assert_code(1);
+    assert_eq!(
+        site.current()?,
+        served[2],
+        "no rollback without confirmation"
+    );
+    let run = site.siteward(&["rollback", "droll", "--auto-approve"])?;
+    run.assert_success();
+    assert!(
+        run.stdout.contains(&served[1]),
+        "the plan names the release: {run}"
+    );
+    assert_eq!(site.current()?, served[1]);
+    assert_eq!(site.page()?["version"], "roll-2");
+    let nothing = site.siteward(&["rollback", "droll", "--auto-approve"])?;
+    nothing.assert_code(1);
+    assert!(
+        nothing.stderr.contains("no good release older"),
+        "{nothing}"
+    );
+    Ok(())
+}
+
+#[test]
+fn two_sites_on_one_host_deploy_without_touching_each_others_workers() -> Result<()> {
+    let host = Fleet::host("t-deploy-b")?;
+    let branch = "t-deploy-b/pair";
+    let first = version_commit(branch, "pair-1", None)?;
+    let one = Site::new(&host, "dpair-one", branch)?;
+    let other = Site::new(&host, "dpair-two", "main")?;
+    one.apply()?.assert_success();
+    other.apply()?.assert_success();
+    one.wait_for_worker()?;
+    other.wait_for_worker()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let before = other.worker_pids()?;
+    ensure!(!before.is_empty(), "the other site's worker runs");
+    let one_before = one.worker_pids()?;
+    version_commit(branch, "pair-2", Some(&first))?;
+    one.apply()?.assert_success();
+    wait_for(
+        "the deployed site's worker restarting",
+        Duration::from_secs(20),
+        || Ok(one.worker_pids()? != one_before && !one.worker_pids()?.contains(" 0 ")),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        other.worker_pids()?,
+        before,
+        "the other site's workers untouched"
+    );
+    assert_eq!(other.page()?["version"], "v2");
+    Ok(())
+}
+
+#[test]
+fn after_a_deploy_the_workers_run_the_new_code() -> Result<()> {
+    let host = Fleet::host("t-deploy-b")?;
+    let branch = "t-deploy-b/jobs";
+    let first = version_commit(branch, "jobs-1", None)?;
+    let site = Site::new(&host, "djobs", branch)?;
+    site.apply()?.assert_success();
+    site.wait_for_worker()?;
+    version_commit(branch, "jobs-2", Some(&first))?;
+    site.apply()?.assert_success();
+    let release = site.current()?;
+    let log = "/var/log/supervisor/siteward-djobs-queue.log";
+    wait_for(
+        "a worker started on the new release",
+        Duration::from_secs(30),
+        || {
+            Ok(host
+                .read_file(log)?
+                .contains(&format!("release {release})")))
+        },
+    )?;
+    let id = format!("job-{release}");
+    host.exec(&format!(
+        "cd {}/current && runuser -u {} -- php artisan queue:push {id}",
+        site.root(),
+        site.user()
+    ))?;
+    let query = format!("SELECT release_dir FROM djobs.jobs_done WHERE job_id = '{id}'");
+    let mut done = String::new();
+    wait_for("the job done", Duration::from_secs(20), || {
+        done = host.mysql(&query)?;
+        Ok(!done.is_empty())
+    })?;
+    assert!(done.ends_with(&format!("/releases/{release}")), "{done}");
+    Ok(())
+}
+
+#[test]
+fn requests_running_across_a_deploy_never_fail() -> Result<()> {
+    let host = Fleet::host("t-deploy-c")?;
+    let branch = "t-deploy-c/loop";
+    let first = version_commit(branch, "loop-1", None)?;
+    let site = Site::new(&host, "dloop", branch)?;
+    site.apply()?.assert_success();
+    version_commit(branch, "loop-2", Some(&first))?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (failures, requests) = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let (mut failures, mut requests) = (Vec::new(), 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && requests < 5000 {
+                requests += 1;
+                match host.http_get("dloop.test", "/up") {
+                    Ok((200, _)) => {}
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            (failures, requests)
+        });
+        let run = site.apply();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        run.map(|r| {
+            r.assert_success();
+        })
+        .and_then(|()| {
+            looping
+                .join()
+                .map_err(|_| anyhow::anyhow!("the loop panicked"))
+        })
+    })?;
+    assert!(requests > 10, "the loop ran: {requests}");
+    assert_eq!(failures, Vec::<String>::new(), "of {requests} requests");
+    assert_eq!(site.page()?["version"], "loop-2");
+    Ok(())
+}
