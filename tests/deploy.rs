@@ -124,7 +124,7 @@ impl Site {
         let script = format!(
             "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
              /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
-             pkill -u {u} >/dev/null 2>&1; userdel -r {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /var/lib/siteward/sites/{n}; \
+             pkill -u {u} >/dev/null 2>&1; userdel -r -f {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /home/{u}; rm -rf /var/lib/siteward/sites/{n}; \
              mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; true",
             n = self.name,
             u = self.user()
@@ -272,6 +272,11 @@ fn a_commit_that_breaks_the_health_check_is_rolled_back_and_marked_bad() -> Resu
     let live = site.current()?;
     let breaking = "echo health-2 > VERSION; sed -i \"s|respond(200, 'text/plain; charset=utf-8', 'OK');|respond(500, 'text/plain; charset=utf-8', 'broken');|\" public/index.php; grep -q 'respond(500' public/index.php";
     let bad = support::git_commit(branch, "Break the health check", Some(&good), breaking)?;
+    eprintln!("DEBUG good={good} bad={bad} live={live}");
+    eprintln!(
+        "DEBUG plan: {}",
+        site.siteward(&["plan", "--format", "json"])?.stdout
+    );
     let run = site.apply()?;
     run.assert_code(1);
     assert!(run.stderr.contains("health check"), "{run}");

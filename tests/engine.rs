@@ -108,7 +108,7 @@ impl Site {
         let script = format!(
             "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
              /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
-             pkill -u {user} >/dev/null 2>&1; userdel -r {user} >/dev/null 2>&1; groupdel {user} >/dev/null 2>&1; rm -rf /var/lib/siteward/sites/{n}; \
+             pkill -u {user} >/dev/null 2>&1; userdel -r -f {user} >/dev/null 2>&1; groupdel {user} >/dev/null 2>&1; rm -rf /home/{user}; rm -rf /var/lib/siteward/sites/{n}; \
              mariadb -e 'DROP DATABASE IF EXISTS {user}; DROP USER IF EXISTS {user}@localhost' ; \
              runuser -u postgres -- psql -Xq -c 'DROP DATABASE IF EXISTS {user} WITH (FORCE)' -c 'DROP ROLE IF EXISTS {user}' >/dev/null 2>&1; true",
             n = self.name
@@ -627,7 +627,10 @@ fn the_secret_canary_appears_nowhere() -> Result<()> {
     let site = Site::new("t-engine-g", "eng-canary", "mariadb", &canary)?;
     let host = &site.host;
     host.mysql("SET GLOBAL general_log_file = '/var/log/mysql/canary-general.log'; SET GLOBAL general_log = 1")?;
-    host.exec("rm -f /tmp/canary-cmdlines; (end=$(($(date +%s) + 60)); while [ $(date +%s) -lt $end ] && [ ! -e /tmp/canary-stop ]; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; echo; done > /tmp/canary-cmdlines) >/dev/null 2>&1 & rm -f /tmp/canary-stop")?;
+    host.exec("rm -f /tmp/canary-cmdlines /tmp/canary-stop; setsid sh -c 'end=$(($(date +%s) + 90)); while [ $(date +%s) -lt $end ] && [ ! -e /tmp/canary-stop ]; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"; echo; done > /tmp/canary-cmdlines' >/dev/null 2>&1 < /dev/null &")?;
+    wait_for("the host sampler running", Duration::from_secs(10), || {
+        Ok(host.exec("stat -c %s /tmp/canary-cmdlines")?.trim() != "0")
+    })?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (machine_cmdlines, outputs) =
         std::thread::scope(|scope| -> Result<(String, Vec<support::CommandOutput>)> {

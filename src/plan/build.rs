@@ -49,6 +49,11 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         .and_then(|s| s.sites.get(site.name.as_str()))
         .unwrap_or(&empty);
     let mut blocked_by = blocking_problems(site, inputs.observed.get(server));
+    blocked_by.extend(unresolved_source(
+        site,
+        observed,
+        inputs.observed.get(server),
+    ));
     blocked_by.extend(recorded_elsewhere(site, inputs.observed));
     let changes = if blocked_by.is_empty() {
         let desired = DesiredSite::new(site);
@@ -70,6 +75,41 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         blocked_by,
         changes,
     }
+}
+
+/// A followed branch whose tip the server could not resolve (`git ls-remote` failed) would
+/// leave the code unplanned while the plan says "no changes": the site is not planned.
+fn unresolved_source(
+    site: &Site,
+    observed: &ObservedSite,
+    server: Option<&ObservedServer>,
+) -> Option<String> {
+    let source = site.spec.source.as_ref()?;
+    let branch = source
+        .branch
+        .as_ref()
+        .filter(|_| source.revision.is_none())?;
+    if observed.source_tip.is_some() {
+        return None;
+    }
+    let why: Vec<&str> = server
+        .map(|s| {
+            s.problems
+                .iter()
+                .filter(|p| p.topic == "source")
+                .map(|p| p.message.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let why = if why.is_empty() {
+        "no such branch?".to_owned()
+    } else {
+        why.join("; ")
+    };
+    Some(format!(
+        "source: the tip of `{branch}` in {} could not be resolved on the server ({why})",
+        source.repository
+    ))
 }
 
 /// A site recorded on another server than its spec names is a migration. Until siteward

@@ -122,7 +122,9 @@ pub fn diff_workers(desired: &DesiredSite, observed: &ObservedSite) -> Vec<Chang
     changes
 }
 
-/// Programs whose files are right but whose processes are not running get started.
+/// Programs whose files are right but whose processes are stopped or given up on (STOPPED,
+/// FATAL) get started; passing states (STARTING, BACKOFF, EXITED before an autorestart) are
+/// supervisor's to settle.
 fn stopped_programs(
     desired: &DesiredSite,
     observed: &ObservedSite,
@@ -144,7 +146,7 @@ fn stopped_programs(
             .collect();
         let running = processes
             .iter()
-            .filter(|p| p.state == "RUNNING" || p.state == "STARTING")
+            .filter(|p| !matches!(p.state.as_str(), "STOPPED" | "FATAL" | "UNKNOWN"))
             .count();
         if file_ok && running < worker.processes as usize {
             let states: Vec<String> = processes
