@@ -214,7 +214,7 @@ fn a_first_deploy_serves_and_a_new_commit_on_the_branch_is_deployed_and_served()
     let second = version_commit(branch, "first-2", Some(&first))?;
     let plan = site.siteward(&["plan"])?;
     plan.assert_success();
-    let arrow = format!("{} → {}", &first[..12], &second[..12]);
+    let arrow = format!("{} → {}: Release first-2", &first[..12], &second[..12]);
     assert!(
         plan.stdout.contains(&arrow),
         "the plan shows {arrow}: {plan}"

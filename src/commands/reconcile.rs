@@ -224,6 +224,8 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         };
         build_plan(&inputs)
     };
+    let mut plan = plan;
+    annotate_deploys(&mut plan, &sessions).await;
     Ok(Prepared {
         loaded,
         secrets,
@@ -231,6 +233,45 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         observed,
         plan,
     })
+}
+
+const SUBJECT: &str = include_str!("../apply/scripts/subject.sh");
+
+/// Adds the subject line of each commit a deploy would check out to the change's reason:
+/// one round trip per planned deploy (none when nothing is to be deployed).
+async fn annotate_deploys(plan: &mut Plan, sessions: &BTreeMap<String, SshSession>) {
+    use crate::plan::Step;
+    use crate::transport::{Command, Stdin, Transport};
+    for site in &mut plan.sites {
+        let Some(session) = sessions.get(&site.server) else {
+            continue;
+        };
+        for change in &mut site.changes {
+            let Some(Step::Deploy(deploy)) = change.steps.first() else {
+                continue;
+            };
+            let reference = deploy.branch.clone().unwrap_or_else(|| change.name.clone());
+            let command = Command::script(SUBJECT)
+                .args([
+                    deploy.repository.as_str(),
+                    &reference,
+                    &deploy.revision,
+                    &deploy.user,
+                ])
+                .render();
+            let Ok(command) = command else { continue };
+            match session.exec(&command, Stdin::Empty).await {
+                Ok(output) if output.success() && !output.stdout.is_empty() => {
+                    let subject = output.stdout_lossy().trim().to_owned();
+                    change.reason = format!("{}: {subject}", change.reason);
+                }
+                Ok(output) => {
+                    tracing::debug!(site = %site.site, "no commit subject: {}", output.stderr_lossy())
+                }
+                Err(error) => tracing::debug!(site = %site.site, "no commit subject: {error}"),
+            }
+        }
+    }
 }
 
 /// A multi-threaded runtime for a command.

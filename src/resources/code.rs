@@ -19,9 +19,10 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
-/// The plan shows `old → new`; the new commit's subject line is printed by the deploy
-/// (after checkout) and kept in the step's output, because `git ls-remote`, the probe's one
-/// cheap look at the repository, lists commit ids only: subjects would need a fetch per site.
+/// The plan shows `old → new`. The probe's one cheap look at the repository (`git
+/// ls-remote`) lists commit ids only, so the new commit's subject line is added after the
+/// plan is built, with one shallow fetch per planned deploy (`commands::reconcile`); the
+/// deploy prints it again after checkout, into the step's output.
 ///
 /// # Guarantees
 /// A deploy is planned only when no release is live or the live commit is not the wanted
