@@ -251,6 +251,9 @@ fn a_failing_deploy_script_leaves_the_old_release_serving() -> Result<()> {
     let run = site.apply()?;
     run.assert_code(1);
     assert!(run.stderr.contains("deploy script"), "{run}");
+    assert!(run.stderr.contains("| broken"), "the script's output streamed: {run}");
+    let report = site.siteward(&["report", "dscript", "--format", "json"])?;
+    assert!(report.stdout.contains("broken"), "and is kept in the store: {report}");
     assert_eq!(site.current()?, live);
     assert_eq!(site.page()?["version"], "script-1");
     assert_eq!(

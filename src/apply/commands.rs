@@ -14,6 +14,8 @@ pub struct RemoteCommand {
     pub stdin: Vec<u8>,
     /// What it does, for messages.
     pub what: String,
+    /// Whether its output is shown as it comes (deploy scripts).
+    pub stream: bool,
 }
 
 /// Why a step could not become a command.
@@ -94,6 +96,7 @@ impl StepContext<'_> {
             command,
             stdin,
             what,
+            stream: false,
         }])
     }
 }
@@ -117,6 +120,7 @@ fn simple(
         command,
         stdin,
         what,
+        stream: false,
     }])
 }
 
@@ -279,12 +283,14 @@ fn deploy_command(deploy: &DeployStep) -> Result<Vec<RemoteCommand>, CommandErro
     args.extend(health_args(deploy));
     args.push(deploy.fingerprint());
     let stdin = deploy.script.clone().unwrap_or_default().into_bytes();
-    simple(
+    let mut commands = simple(
         DEPLOY,
         args,
         stdin,
         format!("deploy {} of {}", short(&deploy.revision), deploy.site),
-    )
+    )?;
+    commands.iter_mut().for_each(|c| c.stream = true);
+    Ok(commands)
 }
 
 /// Path, expected status, expected body and timeout; an empty path means no check.

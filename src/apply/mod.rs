@@ -116,20 +116,31 @@ async fn run_step<T: Transport>(
     for command in remote {
         let started = Instant::now();
         tracing::info!(step = %command.what, "running");
+        let mut output =
+            OutputLines::new(command.stream.then(|| command.what.clone()), ctx.secrets);
         let result = transport
-            .exec_checked(
-                &command.what,
-                &command.command,
-                Stdin::Bytes(&command.stdin),
-            )
+            .exec_streaming(&command.command, Stdin::Bytes(&command.stdin), &mut output)
             .await;
         let millis = started.elapsed().as_millis() as u64;
+        let printed = output.finish();
+        let result = result.and_then(|exit| {
+            if exit.status == 0 && exit.signal.is_none() {
+                Ok(())
+            } else {
+                Err(TransportError::Failed {
+                    what: command.what.clone(),
+                    endpoint: transport.endpoint().to_owned(),
+                    status: exit.status,
+                    stderr: String::from_utf8_lossy(&exit.stderr).trim().to_owned(),
+                })
+            }
+        });
         match result {
-            Ok(output) => outcomes.push(StepOutcome {
+            Ok(()) => outcomes.push(StepOutcome {
                 what: command.what,
                 ok: true,
                 millis,
-                output: ctx.secrets.scrub(output.stdout_lossy().trim()),
+                output: printed,
                 error: None,
             }),
             Err(source) => {
@@ -139,7 +150,7 @@ async fn run_step<T: Transport>(
                     what: command.what.clone(),
                     ok: false,
                     millis,
-                    output: String::new(),
+                    output: printed,
                     error: Some(text),
                 });
                 return Err(ApplyError::Step {
@@ -150,6 +161,76 @@ async fn run_step<T: Transport>(
         }
     }
     Ok(())
+}
+
+/// Collects a step's stdout, scrubbed of secrets; for streamed steps, every complete line is
+/// shown on stderr as it arrives.
+struct OutputLines<'a> {
+    label: Option<String>,
+    secrets: &'a ResolvedSecrets,
+    pending: Vec<u8>,
+    collected: String,
+}
+
+impl<'a> OutputLines<'a> {
+    fn new(label: Option<String>, secrets: &'a ResolvedSecrets) -> Self {
+        OutputLines {
+            label,
+            secrets,
+            pending: Vec::new(),
+            collected: String::new(),
+        }
+    }
+
+    fn line(&mut self, bytes: &[u8]) {
+        let line = self
+            .secrets
+            .scrub(String::from_utf8_lossy(bytes).trim_end_matches('\r'));
+        if let Some(label) = &self.label {
+            eprintln!("  {label} | {line}");
+        }
+        self.collected.push_str(&line);
+        self.collected.push('\n');
+    }
+
+    /// Everything printed, trimmed.
+    fn finish(mut self) -> String {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.line(&rest);
+        }
+        self.collected.trim().to_owned()
+    }
+}
+
+impl tokio::io::AsyncWrite for OutputLines<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.pending.extend_from_slice(buf);
+        while let Some(end) = this.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = this.pending.drain(..=end).collect();
+            this.line(&line[..line.len() - 1]);
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// The error and its causes on one line.

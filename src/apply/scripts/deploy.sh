@@ -33,7 +33,7 @@ prepare_bin() {
 run_script() { # $1 directory
   [ -s "$script_file" ] || return 0
   (cd "$1" && as_user SITE_PATH="$root" RELEASE_PATH="$1" DOMAIN="$domain" BRANCH="$branch" \
-    REVISION="$revision" PHP_BINARY="$php" sh -e "$script_file") >&2
+    REVISION="$revision" PHP_BINARY="$php" sh -e "$script_file") 2>&1
 }
 
 laravel_links() { # $1 directory
