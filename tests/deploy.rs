@@ -251,9 +251,15 @@ fn a_failing_deploy_script_leaves_the_old_release_serving() -> Result<()> {
     let run = site.apply()?;
     run.assert_code(1);
     assert!(run.stderr.contains("deploy script"), "{run}");
-    assert!(run.stderr.contains("| broken"), "the script's output streamed: {run}");
+    assert!(
+        run.stderr.contains("| broken"),
+        "the script's output streamed: {run}"
+    );
     let report = site.siteward(&["report", "dscript", "--format", "json"])?;
-    assert!(report.stdout.contains("broken"), "and is kept in the store: {report}");
+    assert!(
+        report.stdout.contains("broken"),
+        "and is kept in the store: {report}"
+    );
     assert_eq!(site.current()?, live);
     assert_eq!(site.page()?["version"], "script-1");
     assert_eq!(
@@ -452,5 +458,50 @@ fn requests_running_across_a_deploy_never_fail() -> Result<()> {
     assert!(requests > 10, "the loop ran: {requests}");
     assert_eq!(failures, Vec::<String>::new(), "of {requests} requests");
     assert_eq!(site.page()?["version"], "loop-2");
+    Ok(())
+}
+
+#[test]
+fn workers_without_laravel_restarts_are_restarted_by_supervisor_alone() -> Result<()> {
+    let host = Fleet::host("t-deploy-b")?;
+    let branch = "t-deploy-b/plain-workers";
+    let first = version_commit(branch, "plain-1", None)?;
+    let site = Site::new(&host, "dplain", branch)?;
+    let neighbour = Site::new(&host, "dplain-nb", "main")?;
+    let shape = |branch| Shape {
+        branch,
+        script: "php artisan migrate --force",
+        keep: 5,
+    };
+    let spec = site_spec("dplain", &shape(branch)).replace(
+        "  health:",
+        "  laravel:\n    restartWorkers: false\n  health:",
+    );
+    site.workspace.write_spec("sites/dplain.yaml", &spec)?;
+    site.apply()?.assert_success();
+    neighbour.apply()?.assert_success();
+    site.wait_for_worker()?;
+    neighbour.wait_for_worker()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (before, neighbour_before) = (site.worker_pids()?, neighbour.worker_pids()?);
+    ensure!(
+        !before.trim().is_empty() && !neighbour_before.trim().is_empty(),
+        "both workers run"
+    );
+    version_commit(branch, "plain-2", Some(&first))?;
+    site.apply()?.assert_success();
+    wait_for(
+        "the worker restarted by supervisor",
+        Duration::from_secs(20),
+        || {
+            let now = site.worker_pids()?;
+            Ok(!now.trim().is_empty() && now != before)
+        },
+    )?;
+    assert_eq!(
+        neighbour.worker_pids()?,
+        neighbour_before,
+        "the neighbour's worker untouched"
+    );
     Ok(())
 }
