@@ -258,21 +258,7 @@ fn site_probe(site: &Site) -> SiteProbe {
 /// relative to the shared directory: the probe reports each one.
 fn storage_directories(site: &Site) -> Vec<String> {
     let desired = crate::resources::DesiredSite::new(site);
-    let mut out: Vec<String> = Vec::new();
-    for path in &desired.storage {
-        let mut prefix = String::new();
-        for component in path.split('/') {
-            prefix = if prefix.is_empty() {
-                component.to_owned()
-            } else {
-                format!("{prefix}/{component}")
-            };
-            if !out.contains(&prefix) {
-                out.push(prefix.clone());
-            }
-        }
-    }
-    out
+    crate::resources::directories::storage_directories(&desired.storage)
 }
 
 /// The engine as the probe and the site records name it.

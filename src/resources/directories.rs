@@ -29,7 +29,20 @@ pub fn desired_directories(desired: &DesiredSite) -> Vec<DesiredDirectory> {
             mode: 0o755,
         });
     }
-    for path in &desired.storage {
+    for relative in storage_directories(&desired.storage) {
+        out.push(DesiredDirectory {
+            path: format!("{}/{relative}", desired.shared),
+            mode: 0o775,
+        });
+    }
+    out
+}
+
+/// Every storage path and each of its parents, parents first, without repeats
+/// (`storage/app/public` gives `storage`, `storage/app`, `storage/app/public`).
+pub fn storage_directories(storage: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for path in storage {
         let mut prefix = String::new();
         for component in path.split('/') {
             prefix = if prefix.is_empty() {
@@ -37,12 +50,8 @@ pub fn desired_directories(desired: &DesiredSite) -> Vec<DesiredDirectory> {
             } else {
                 format!("{prefix}/{component}")
             };
-            let full = format!("{}/{prefix}", desired.shared);
-            if !out.iter().any(|d| d.path == full) {
-                out.push(DesiredDirectory {
-                    path: full,
-                    mode: 0o775,
-                });
+            if !out.contains(&prefix) {
+                out.push(prefix.clone());
             }
         }
     }
@@ -100,4 +109,28 @@ pub fn diff(desired: &DesiredSite, observed: &ObservedSite) -> Change {
         group: desired.user.to_owned(),
         directories,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_directories_list_parents_first_without_repeats() {
+        let storage = vec![
+            "storage/app/public".to_owned(),
+            "storage/logs".to_owned(),
+            "uploads".to_owned(),
+        ];
+        assert_eq!(
+            storage_directories(&storage),
+            [
+                "storage",
+                "storage/app",
+                "storage/app/public",
+                "storage/logs",
+                "uploads"
+            ]
+        );
+    }
 }
