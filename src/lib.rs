@@ -4,6 +4,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod layout;
+pub mod migrate;
 pub mod observe;
 pub mod plan;
 pub mod resources;

@@ -1,0 +1,649 @@
+//! Storage migration: a site's storage paths copied A → B as one verified stream through siteward.
+//!
+//! A and B never talk to each other: `tar` runs on A, its compressed archive flows through this
+//! process into `tar -x` on B, into a staging directory beside the live paths. The staged tree is
+//! listed (type, mode, size, sha256 or symlink target per entry, NUL-safe) and compared with A's
+//! listing before it is moved over the live paths, so nothing unverified ever goes live. Names
+//! are bytes end to end: spaces, newlines and bytes that are not UTF-8 survive.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWrite;
+
+use crate::transport::quote::Command;
+use crate::transport::{Exit, QuoteError, Stdin, Transport, TransportError};
+
+const SCAN: &str = include_str!("scripts/files_scan.sh");
+const SEND: &str = include_str!("scripts/files_send.sh");
+const RECEIVE: &str = include_str!("scripts/files_receive.sh");
+const LIST: &str = include_str!("scripts/files_list.sh");
+const SWAP: &str = include_str!("scripts/files_swap.sh");
+
+/// The staging directory under the target root; a cut-off run's leftovers are dropped by the next.
+pub const STAGING_DIR: &str = ".siteward-files-incoming";
+
+/// How many differing paths an error names (the count says how many there are in all).
+const NAMED_MISMATCHES: usize = 20;
+
+/// The in-process buffer between the sending and the receiving command.
+const PIPE_BUFFER: usize = 1 << 20;
+
+/// Why storage paths could not be copied or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// A storage path is not a plain relative path under the site root.
+    #[error("storage path {path:?} cannot be copied: {reason}")]
+    InvalidPath {
+        /// The path, as given.
+        path: String,
+        /// The rule it broke.
+        reason: &'static str,
+    },
+    /// Storage paths that do not exist on the source.
+    #[error("storage paths missing on {endpoint}: {}", paths.join(", "))]
+    Missing {
+        /// The source server.
+        endpoint: String,
+        /// The paths, relative to the source root.
+        paths: Vec<String>,
+    },
+    /// Symlinks whose targets lie outside the site root: copying them would hand B a link into
+    /// whatever happens to be at that place on B.
+    #[error("symlinks pointing outside the site root on {endpoint}: {}", links.join(", "))]
+    OutsideSymlinks {
+        /// The source server.
+        endpoint: String,
+        /// The links, relative to the source root.
+        links: Vec<String>,
+    },
+    /// A value could not be made part of a command.
+    #[error("a storage migration command cannot be built")]
+    Quote(#[from] QuoteError),
+    /// A command could not run, or failed.
+    #[error("{what} on {endpoint} failed")]
+    Transport {
+        /// What was being done.
+        what: &'static str,
+        /// The server.
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: Box<TransportError>,
+    },
+    /// One end of the stream exited with an error.
+    #[error("{what} on {endpoint} exited with status {status}: {stderr}")]
+    Stream {
+        /// `sending the storage archive` or `receiving the storage archive`.
+        what: &'static str,
+        /// The server.
+        endpoint: String,
+        /// The exit status.
+        status: u32,
+        /// The command's stderr, trimmed.
+        stderr: String,
+    },
+    /// A listing siteward's own script printed could not be read.
+    #[error("the storage listing from {endpoint} is unreadable: {reason}")]
+    Listing {
+        /// The server.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The target's tree differs from the source's.
+    #[error(
+        "verification failed: {count} path(s) differ between {source_endpoint} and {target_endpoint}: {}",
+        paths.join(", ")
+    )]
+    Mismatch {
+        /// The source server.
+        source_endpoint: String,
+        /// The target server.
+        target_endpoint: String,
+        /// How many paths differ.
+        count: usize,
+        /// The first differing paths, relative to the roots, lossily decoded and quoted.
+        paths: Vec<String>,
+    },
+}
+
+/// The compression used on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd, when both servers have it.
+    Zstd,
+    /// gzip -1 otherwise.
+    Gzip,
+}
+
+impl Codec {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Zstd => "zstd",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
+/// What a listing of storage paths holds, summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Regular files.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Directories, the paths themselves included.
+    pub directories: u64,
+    /// sha256 (hex) of the sorted listing: path, type, mode, size, content sha256 or link target.
+    pub checksums: String,
+}
+
+/// What a copy moved, and how it was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesCopyReport {
+    /// Regular files copied.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Symlinks copied.
+    pub symlinks: u64,
+    /// Directories copied.
+    pub directories: u64,
+    /// Compressed bytes that went through siteward.
+    pub wire_bytes: u64,
+    /// The compression used on the wire.
+    pub codec: Codec,
+    /// sha256 (hex) of the sorted listing, equal on both sides.
+    pub checksums: String,
+    /// From the first check to the swap.
+    pub duration: Duration,
+    /// Whether B's tree was compared with A's and found equal (always, when `Ok`).
+    pub verified: bool,
+}
+
+/// Copies `paths` (relative to the roots) from `source` to `target`, owned by `owner` on B.
+///
+/// # Guarantees
+/// - One stream through siteward: `tar` on A, zstd (or gzip -1) on the wire, `tar -x` on B.
+/// - Modes are kept, symlinks stay symlinks; a symlink resolving outside `source_root` refuses
+///   the copy before anything is sent ([`FilesError::OutsideSymlinks`]).
+/// - The stream lands in [`STAGING_DIR`] under `target_root`, is verified against A's listing,
+///   and only then replaces each live path (rename aside, rename in): a cut-off copy never
+///   leaves a half-written tree live, and running again converges (files deleted on A vanish
+///   from B, nothing is duplicated).
+///
+/// # Errors
+/// [`FilesError::Mismatch`] naming the differing files when B's tree is not A's.
+pub async fn copy_paths(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_root: &str,
+    target_root: &str,
+    paths: &[String],
+    owner: &str,
+) -> Result<FilesCopyReport, FilesError> {
+    let started = Instant::now();
+    validate_paths(paths)?;
+    let codec = preflight(source, target, source_root, paths).await?;
+    let stage = format!("{}/{STAGING_DIR}", target_root.trim_end_matches('/'));
+    let wire_bytes = stream(source, target, source_root, &stage, codec, owner, paths).await?;
+    let verification = compare(source, target, source_root, &stage, paths).await?;
+    let swap = Command::script(SWAP)
+        .arg(target_root)
+        .arg(&stage)
+        .args(paths.iter().cloned());
+    run(
+        target,
+        "moving the verified storage in",
+        &swap,
+        Stdin::Empty,
+    )
+    .await?;
+    Ok(FilesCopyReport {
+        files: verification.files,
+        bytes: verification.bytes,
+        symlinks: verification.symlinks,
+        directories: verification.directories,
+        wire_bytes,
+        codec,
+        checksums: verification.checksums,
+        duration: started.elapsed(),
+        verified: true,
+    })
+}
+
+/// Compares the live `paths` under both roots, as a copy does before its swap.
+///
+/// # Errors
+/// [`FilesError::Mismatch`] naming the differing files.
+pub async fn verify_paths(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_root: &str,
+    target_root: &str,
+    paths: &[String],
+) -> Result<Verification, FilesError> {
+    validate_paths(paths)?;
+    compare(source, target, source_root, target_root, paths).await
+}
+
+/// Checks that each path is a plain relative path and that no path lies inside another.
+fn validate_paths(paths: &[String]) -> Result<(), FilesError> {
+    for path in paths {
+        validate_path(path).map_err(|reason| FilesError::InvalidPath {
+            path: path.clone(),
+            reason,
+        })?;
+    }
+    for (index, path) in paths.iter().enumerate() {
+        let nested = paths[index + 1..]
+            .iter()
+            .any(|other| contains(path, other) || contains(other, path));
+        if nested {
+            return Err(FilesError::InvalidPath {
+                path: path.clone(),
+                reason: "it overlaps another storage path",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn contains(outer: &str, inner: &str) -> bool {
+    inner == outer || inner.starts_with(&format!("{outer}/"))
+}
+
+fn validate_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() || path.starts_with('/') {
+        return Err("it must be a non-empty path relative to the site root");
+    }
+    if path.bytes().any(|byte| byte == 0 || byte == b'\n') {
+        return Err("it contains a NUL byte or a newline");
+    }
+    if path.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err("it has an empty, `.` or `..` component");
+    }
+    Ok(())
+}
+
+/// Refuses missing paths and outside symlinks on A; picks the codec both sides have.
+async fn preflight(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_root: &str,
+    paths: &[String],
+) -> Result<Codec, FilesError> {
+    let scan = Command::script(SCAN)
+        .arg(source_root)
+        .arg("zstd")
+        .args(paths.iter().cloned());
+    let probe = Command::script("command -v zstd >/dev/null 2>&1 && echo zstd || echo gzip");
+    let (scanned, probed) = tokio::join!(
+        run(source, "checking the storage paths", &scan, Stdin::Empty),
+        run(target, "looking for zstd", &probe, Stdin::Empty),
+    );
+    let (scanned, probed) = (scanned?, probed?);
+    let endpoint = source.endpoint().to_owned();
+    let mut missing = Vec::new();
+    let mut outside = Vec::new();
+    let mut source_zstd = false;
+    for record in scanned.split(|byte| *byte == 0).filter(|r| !r.is_empty()) {
+        let text = display(&record[1..]);
+        match record[0] {
+            b'M' => missing.push(text),
+            b'O' => outside.push(text),
+            _ => source_zstd |= record == b"Czstd",
+        }
+    }
+    if !missing.is_empty() {
+        return Err(FilesError::Missing {
+            endpoint,
+            paths: missing,
+        });
+    }
+    if !outside.is_empty() {
+        return Err(FilesError::OutsideSymlinks {
+            endpoint,
+            links: outside,
+        });
+    }
+    let target_zstd = probed.starts_with(b"zstd");
+    Ok(if source_zstd && target_zstd {
+        Codec::Zstd
+    } else {
+        Codec::Gzip
+    })
+}
+
+/// Pipes `tar` on A into `tar -x` on B through this process; returns the compressed bytes.
+async fn stream(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_root: &str,
+    stage: &str,
+    codec: Codec,
+    owner: &str,
+    paths: &[String],
+) -> Result<u64, FilesError> {
+    let send = Command::script(SEND)
+        .arg(source_root)
+        .arg(codec.name())
+        .args(paths.iter().cloned())
+        .render()?;
+    let receive = Command::script(RECEIVE)
+        .arg(stage)
+        .arg(codec.name())
+        .arg(owner)
+        .render()?;
+    let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
+    let sending = async move {
+        let mut counted = Counted {
+            inner: writer,
+            bytes: 0,
+        };
+        let exit = source
+            .exec_streaming(&send, Stdin::Empty, &mut counted)
+            .await;
+        (exit, counted.bytes)
+        // `counted` drops here: B's stdin reaches its end.
+    };
+    let receiving = async {
+        let mut output = Vec::new();
+        target
+            .exec_streaming(&receive, Stdin::reader(reader), &mut output)
+            .await
+    };
+    let ((sent, wire_bytes), received) = tokio::join!(sending, receiving);
+    check_exit(source, "sending the storage archive", sent)?;
+    check_exit(target, "receiving the storage archive", received)?;
+    Ok(wire_bytes)
+}
+
+fn check_exit(
+    transport: &impl Transport,
+    what: &'static str,
+    exit: Result<Exit, TransportError>,
+) -> Result<(), FilesError> {
+    let endpoint = transport.endpoint().to_owned();
+    let exit = exit.map_err(|source| FilesError::Transport {
+        what,
+        endpoint: endpoint.clone(),
+        source: Box::new(source),
+    })?;
+    if exit.status == 0 && exit.signal.is_none() {
+        return Ok(());
+    }
+    Err(FilesError::Stream {
+        what,
+        endpoint,
+        status: exit.status,
+        stderr: String::from_utf8_lossy(&exit.stderr).trim().to_owned(),
+    })
+}
+
+/// Lists both sides at once and compares them entry by entry.
+async fn compare(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_root: &str,
+    target_root: &str,
+    paths: &[String],
+) -> Result<Verification, FilesError> {
+    let (listed_source, listed_target) = tokio::join!(
+        list(source, source_root, paths),
+        list(target, target_root, paths),
+    );
+    let (listed_source, listed_target) = (listed_source?, listed_target?);
+    let differing = listed_source.differences(&listed_target);
+    if !differing.is_empty() {
+        return Err(FilesError::Mismatch {
+            source_endpoint: source.endpoint().to_owned(),
+            target_endpoint: target.endpoint().to_owned(),
+            count: differing.len(),
+            paths: differing.into_iter().take(NAMED_MISMATCHES).collect(),
+        });
+    }
+    Ok(listed_source.summary())
+}
+
+async fn list(
+    transport: &impl Transport,
+    root: &str,
+    paths: &[String],
+) -> Result<Manifest, FilesError> {
+    let command = Command::script(LIST).arg(root).args(paths.iter().cloned());
+    let listing = run(transport, "listing the storage", &command, Stdin::Empty).await?;
+    Manifest::parse(&listing).map_err(|reason| FilesError::Listing {
+        endpoint: transport.endpoint().to_owned(),
+        reason,
+    })
+}
+
+/// Runs `command`, failing on a non-zero status; returns its stdout.
+async fn run(
+    transport: &impl Transport,
+    what: &'static str,
+    command: &Command,
+    stdin: Stdin<'_>,
+) -> Result<Vec<u8>, FilesError> {
+    let rendered = command.render()?;
+    let output = transport
+        .exec_checked(what, &rendered, stdin)
+        .await
+        .map_err(|source| FilesError::Transport {
+            what,
+            endpoint: transport.endpoint().to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(output.stdout)
+}
+
+/// A path of a listing for messages: `./` dropped, lossily decoded, quoted (newlines show).
+fn display(path: &[u8]) -> String {
+    let relative = path.strip_prefix(b"./").unwrap_or(path);
+    format!("{:?}", String::from_utf8_lossy(relative))
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Entry {
+    /// find's `%y`: `f`, `d`, `l`, …
+    kind: u8,
+    /// find's `%m`, octal.
+    mode: Vec<u8>,
+    /// The size of a regular file; 0 for anything else (directory sizes differ between disks).
+    size: u64,
+    /// sha256 (hex) of a regular file, target of a symlink, empty otherwise.
+    content: Vec<u8>,
+}
+
+/// A listing of storage paths, keyed by path bytes (`./shared/...`), sorted.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Manifest {
+    entries: BTreeMap<Vec<u8>, Entry>,
+}
+
+impl Manifest {
+    /// Reads `files_list.sh`'s output.
+    fn parse(listing: &[u8]) -> Result<Self, String> {
+        let mut fields = listing.split(|byte| *byte == 0);
+        let mut manifest = Self::default();
+        loop {
+            let record = fields.next().ok_or("the listing has no `=` record")?;
+            if record == b"=" {
+                break;
+            }
+            let link = fields.next().ok_or("an entry has no link field")?;
+            let (path, entry) = parse_entry(record, link)?;
+            manifest.entries.insert(path, entry);
+        }
+        for line in fields.filter(|line| !line.is_empty()) {
+            manifest.add_checksum(line)?;
+        }
+        Ok(manifest)
+    }
+
+    fn add_checksum(&mut self, line: &[u8]) -> Result<(), String> {
+        let (hash, rest) = line
+            .split_at_checked(64)
+            .ok_or("a checksum line is short")?;
+        let path = rest
+            .strip_prefix(b"  ")
+            .ok_or("a checksum line has no name")?;
+        let entry = self
+            .entries
+            .get_mut(path)
+            .filter(|entry| entry.kind == b'f')
+            .ok_or_else(|| format!("a checksum names an unlisted file {}", display(path)))?;
+        entry.content = hash.to_vec();
+        Ok(())
+    }
+
+    /// The paths (for messages) whose entries differ, or exist on one side only.
+    fn differences(&self, other: &Self) -> Vec<String> {
+        let mut paths: Vec<&Vec<u8>> = self.entries.keys().chain(other.entries.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter(|path| self.entries.get(*path) != other.entries.get(*path))
+            .map(|path| display(path))
+            .collect()
+    }
+
+    fn summary(&self) -> Verification {
+        let count = |kind| self.entries.values().filter(|e| e.kind == kind).count() as u64;
+        Verification {
+            files: count(b'f'),
+            bytes: self.entries.values().map(|entry| entry.size).sum(),
+            symlinks: count(b'l'),
+            directories: count(b'd'),
+            checksums: self.digest(),
+        }
+    }
+
+    fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (path, entry) in &self.entries {
+            for field in [path, &vec![entry.kind], &entry.mode, &entry.content] {
+                hasher.update(field);
+                hasher.update([0]);
+            }
+            hasher.update(entry.size.to_string());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// `TYPE MODE SIZE ./path` and the link target.
+fn parse_entry(record: &[u8], link: &[u8]) -> Result<(Vec<u8>, Entry), String> {
+    let mut parts = record.splitn(4, |byte| *byte == b' ');
+    let (Some(kind), Some(mode), Some(size), Some(path)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("an entry is malformed: {}", display(record)));
+    };
+    let kind = match kind {
+        [kind] => *kind,
+        _ => return Err(format!("an entry has no type: {}", display(record))),
+    };
+    let size = std::str::from_utf8(size)
+        .ok()
+        .and_then(|size| size.parse().ok())
+        .ok_or_else(|| format!("an entry has no size: {}", display(record)))?;
+    let entry = Entry {
+        kind,
+        mode: mode.to_vec(),
+        size: if kind == b'f' { size } else { 0 },
+        content: if kind == b'l' {
+            link.to_vec()
+        } else {
+            Vec::new()
+        },
+    };
+    Ok((path.to_vec(), entry))
+}
+
+/// A writer that counts what goes through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = poll {
+            self.bytes += written as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &[u8] =
+        b"d 755 4096 ./s\0\0f 600 3 ./s/a b\nc\xff\0\0l 777 5 ./s/link\0a b\nc\xff\0=\0\
+        0000000000000000000000000000000000000000000000000000000000000000  ./s/a b\nc\xff\0";
+
+    #[test]
+    fn a_listing_keeps_names_as_bytes() {
+        let manifest = Manifest::parse(LISTING).unwrap();
+        let file = &manifest.entries[b"./s/a b\nc\xff".as_slice()];
+        assert_eq!((file.kind, file.size, file.content.len()), (b'f', 3, 64));
+        let link = &manifest.entries[b"./s/link".as_slice()];
+        assert_eq!(link.content, b"a b\nc\xff");
+        assert_eq!(manifest.entries[b"./s".as_slice()].size, 0);
+    }
+
+    #[test]
+    fn a_changed_mode_is_a_difference_naming_the_file() {
+        let source = Manifest::parse(LISTING).unwrap();
+        let at = LISTING.windows(5).position(|w| w == b"f 600").unwrap();
+        let mut changed = LISTING.to_vec();
+        changed[at + 4] = b'4';
+        let target = Manifest::parse(&changed).unwrap();
+        assert_eq!(source.differences(&target).len(), 1);
+        assert_ne!(source.digest(), target.digest());
+    }
+
+    #[test]
+    fn a_listing_without_its_separator_is_unreadable() {
+        assert!(Manifest::parse(b"f 644 1 ./x\0\0").is_err());
+    }
+
+    #[test]
+    fn storage_paths_stay_relative_and_apart() {
+        let paths =
+            |list: &[&str]| validate_paths(&list.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        assert!(paths(&["shared/storage/app/public", "shared/uploads"]).is_ok());
+        assert!(paths(&["/etc"]).is_err());
+        assert!(paths(&["shared/../.."]).is_err());
+        assert!(paths(&["shared//x"]).is_err());
+        assert!(paths(&["a\nb"]).is_err());
+        assert!(paths(&["shared", "shared/storage"]).is_err());
+        assert!(paths(&["shared/storage", "shared/storage-old"]).is_ok());
+    }
+}

@@ -1,0 +1,4 @@
+//! Migration: moving a site's data between servers.
+
+pub mod database;
+pub mod files;

@@ -1,0 +1,344 @@
+//! Copying databases between two fleet hosts (`t-migdb-a` → `t-migdb-b`) through siteward:
+//! MariaDB and PostgreSQL, with their odd data and schema objects, verified, re-runnable.
+
+mod support;
+
+use std::time::Duration;
+
+use siteward::migrate::database::{
+    DatabaseCopyReport, DbAdmin, MigrateError, copy_database, verify_database,
+};
+use siteward::plan::step::Engine;
+use siteward::spec::secret::Secret;
+use siteward::transport::{Become, HostKeyPolicy, Identity, SshSession, SshTarget, Timeouts};
+use support::{Fleet, Host};
+
+/// A MariaDB database with utf8mb4 text, blobs, a trigger, a view, a function and an event,
+/// whose objects belong to a user that exists on the source only.
+fn mariadb_fixture(database: &str) -> String {
+    format!(
+        "SET NAMES utf8mb4;
+DROP DATABASE IF EXISTS {database};
+CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS 'migdb_ghost'@'localhost';
+GRANT ALL ON {database}.* TO 'migdb_ghost'@'localhost';
+USE {database};
+CREATE TABLE products (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL,
+  photo BLOB, price DECIMAL(10,2)) ENGINE=InnoDB;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, product_id INT, note VARCHAR(250))
+  ENGINE=InnoDB;
+CREATE DEFINER='migdb_ghost'@'localhost' TRIGGER products_audit AFTER INSERT ON products
+  FOR EACH ROW INSERT INTO audit (product_id, note) VALUES (NEW.id, CONCAT('added ', NEW.name));
+CREATE DEFINER='migdb_ghost'@'localhost' SQL SECURITY DEFINER VIEW expensive AS
+  SELECT name, price FROM products WHERE price > 99;
+CREATE DEFINER='migdb_ghost'@'localhost' FUNCTION with_tax(p DECIMAL(10,2))
+  RETURNS DECIMAL(10,2) DETERMINISTIC RETURN p * 1.2;
+CREATE DEFINER='migdb_ghost'@'localhost' EVENT purge_audit ON SCHEDULE EVERY 1 DAY
+  DO DELETE FROM audit WHERE id < 0;
+INSERT INTO products (name, photo, price) VALUES ('Café ☕ 🚀 ✓', UNHEX('00FF10275C0A0D22'), 99.50);
+SET SESSION max_recursive_iterations = 100000;
+INSERT INTO products (name, photo, price)
+  WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 20000)
+  SELECT CONCAT('item ', n, ' 🧪'), UNHEX(SHA2(n, 256)), n % 100 FROM seq;
+"
+    )
+}
+
+/// A PostgreSQL database with text with emoji, bytea, a trigger function and a view.
+fn postgres_fixture(database: &str) -> String {
+    format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE);
+CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8';
+\\c {database}
+CREATE TABLE products (id serial PRIMARY KEY, name text NOT NULL, photo bytea, price numeric(10,2));
+CREATE TABLE audit (id serial PRIMARY KEY, product_id int, note text);
+CREATE FUNCTION log_product() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO audit (product_id, note) VALUES (NEW.id, 'added ' || NEW.name);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER products_audit AFTER INSERT ON products FOR EACH ROW EXECUTE FUNCTION log_product();
+CREATE VIEW expensive AS SELECT name, price FROM products WHERE price > 99;
+INSERT INTO products (name, photo, price) VALUES ('Café ☕ 🚀 ✓', '\\x00ff10275c0a0d22'::bytea, 99.50);
+INSERT INTO products (name, photo, price)
+  SELECT 'item ' || n || ' 🧪', sha256(n::text::bytea), n % 100 FROM generate_series(1, 20000) AS n;
+"
+    )
+}
+
+async fn connect(host: &Host) -> SshSession {
+    let target = SshTarget {
+        address: host.address.clone(),
+        port: host.port,
+        user: host.user.clone(),
+        identity: Identity::File(host.key_path.clone()),
+        host_keys: HostKeyPolicy {
+            pinned: None,
+            known_hosts: host.known_hosts.clone(),
+            accept_new: false,
+        },
+        become_root: Become::Direct,
+        timeouts: Timeouts {
+            exec: Duration::from_secs(300),
+            ..Timeouts::default()
+        },
+    };
+    SshSession::connect(&target).await.unwrap()
+}
+
+struct Pair {
+    a: Host,
+    b: Host,
+    source: SshSession,
+    target: SshSession,
+}
+
+async fn pair() -> Pair {
+    let a = Fleet::host("t-migdb-a").unwrap();
+    let b = Fleet::host("t-migdb-b").unwrap();
+    let (source, target) = tokio::join!(connect(&a), connect(&b));
+    Pair {
+        a,
+        b,
+        source,
+        target,
+    }
+}
+
+impl Pair {
+    async fn copy(
+        &self,
+        engine: Engine,
+        database: &str,
+    ) -> Result<DatabaseCopyReport, MigrateError> {
+        let admin = admin(engine);
+        copy_database(&self.source, &self.target, &admin, &admin, engine, database).await
+    }
+
+    async fn verify(&self, engine: Engine, database: &str) -> Result<(), MigrateError> {
+        let admin = admin(engine);
+        verify_database(&self.source, &self.target, &admin, &admin, engine, database)
+            .await
+            .map(drop)
+    }
+}
+
+fn admin(engine: Engine) -> DbAdmin {
+    match engine {
+        Engine::Mysql => DbAdmin::socket("root"),
+        Engine::Postgres => DbAdmin::socket("postgres"),
+    }
+}
+
+fn print_report(report: &DatabaseCopyReport) {
+    eprintln!(
+        "{:?} {}: {} bytes on the wire ({:?}), transfer {:?}, verification {:?}, tables {:?}",
+        report.engine,
+        report.database,
+        report.bytes_on_wire,
+        report.compression,
+        report.transfer,
+        report.verification,
+        report
+            .tables
+            .iter()
+            .map(|t| format!("{}={}", t.name, t.rows))
+            .collect::<Vec<_>>()
+    );
+}
+
+fn rows(report: &DatabaseCopyReport) -> Vec<(String, u64)> {
+    report
+        .tables
+        .iter()
+        .map(|table| (table.name.clone(), table.rows))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_events() {
+    let pair = pair().await;
+    let database = "migdb_shop";
+    pair.a.mysql(&mariadb_fixture(database)).unwrap();
+    pair.b
+        .mysql("DROP USER IF EXISTS 'migdb_ghost'@'localhost'")
+        .unwrap();
+
+    let report = pair.copy(Engine::Mysql, database).await.unwrap();
+    print_report(&report);
+    assert!(report.verified);
+    let expected = vec![("audit".to_owned(), 20001), ("products".to_owned(), 20001)];
+    assert_eq!(rows(&report), expected);
+    assert!(report.bytes_on_wire > 0);
+
+    let b = &pair.b;
+    let query = |sql: &str| {
+        b.mysql(&format!("SET NAMES utf8mb4; USE {database}; {sql}"))
+            .unwrap()
+    };
+    assert_eq!(
+        query("SELECT name FROM products WHERE id = 1"),
+        "Café ☕ 🚀 ✓"
+    );
+    assert_eq!(
+        query("SELECT HEX(photo) FROM products WHERE id = 1"),
+        "00FF10275C0A0D22"
+    );
+    assert_eq!(query("SELECT with_tax(10)"), "12.00");
+    assert_eq!(query("SELECT COUNT(*) FROM expensive"), "1");
+    let event = "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_NAME = 'purge_audit' AND EVENT_SCHEMA = DATABASE()";
+    assert_eq!(query(event), "1");
+    for view in ["ROUTINES", "TRIGGERS", "VIEWS", "EVENTS"] {
+        let definers = format!(
+            "SELECT COUNT(*) FROM information_schema.{view} WHERE DEFINER LIKE 'migdb_ghost%'"
+        );
+        assert_eq!(
+            query(&definers),
+            "0",
+            "no {view} keeps the source's DEFINER"
+        );
+    }
+    query("INSERT INTO products (name, price) VALUES ('on B', 1)");
+    assert_eq!(
+        query("SELECT note FROM audit ORDER BY id DESC LIMIT 1"),
+        "added on B"
+    );
+
+    let again = pair.copy(Engine::Mysql, database).await.unwrap();
+    print_report(&again);
+    assert_eq!(rows(&again), expected, "a second copy converges");
+    assert_eq!(query("SELECT COUNT(*) FROM products"), "20001");
+}
+
+#[tokio::test]
+async fn a_postgres_database_arrives_whole_with_its_trigger_function_and_view() {
+    let pair = pair().await;
+    let database = "migdb_shop";
+    pair.a.psql(&postgres_fixture(database)).unwrap();
+
+    let report = pair.copy(Engine::Postgres, database).await.unwrap();
+    print_report(&report);
+    assert!(report.verified);
+    let expected = vec![
+        ("public.audit".to_owned(), 20001),
+        ("public.products".to_owned(), 20001),
+    ];
+    assert_eq!(rows(&report), expected);
+
+    let b = &pair.b;
+    let query = |sql: &str| b.psql(&format!("\\c {database}\n{sql}")).unwrap();
+    assert_eq!(
+        query("SELECT name FROM products WHERE id = 1"),
+        "Café ☕ 🚀 ✓"
+    );
+    assert_eq!(
+        query("SELECT encode(photo, 'hex') FROM products WHERE id = 1"),
+        "00ff10275c0a0d22"
+    );
+    assert_eq!(query("SELECT count(*) FROM expensive"), "1");
+    query("INSERT INTO products (name, price) VALUES ('on B', 1)");
+    assert_eq!(
+        query("SELECT note FROM audit ORDER BY id DESC LIMIT 1"),
+        "added on B"
+    );
+
+    let again = pair.copy(Engine::Postgres, database).await.unwrap();
+    print_report(&again);
+    assert_eq!(rows(&again), expected, "a second copy converges");
+    assert_eq!(query("SELECT count(*) FROM products"), "20001");
+}
+
+#[tokio::test]
+async fn a_row_changed_on_the_target_after_the_copy_fails_verification_naming_its_table() {
+    let pair = pair().await;
+    let database = "migdb_corrupt";
+    pair.a.mysql(&mariadb_fixture(database)).unwrap();
+    pair.a.psql(&postgres_fixture(database)).unwrap();
+    pair.copy(Engine::Mysql, database).await.unwrap();
+    pair.copy(Engine::Postgres, database).await.unwrap();
+
+    let change = "UPDATE products SET name = 'tampered' WHERE id = 7";
+    pair.b.mysql(&format!("USE {database}; {change}")).unwrap();
+    pair.b.psql(&format!("\\c {database}\n{change}")).unwrap();
+
+    for (engine, table) in [
+        (Engine::Mysql, "products"),
+        (Engine::Postgres, "public.products"),
+    ] {
+        match pair.verify(engine, database).await {
+            Err(MigrateError::Mismatch { table: named, .. }) => assert_eq!(named, table),
+            other => panic!("{engine:?}: expected a mismatch of {table}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn copying_a_database_the_source_lacks_is_an_error_that_names_it() {
+    let pair = pair().await;
+    let error = pair.copy(Engine::Mysql, "migdb_nowhere").await.unwrap_err();
+    assert!(
+        matches!(&error, MigrateError::SourceMissing { database, .. } if database == "migdb_nowhere"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_on_the_target_is_an_error_of_the_restore() {
+    let pair = pair().await;
+    let database = "migdb_grant";
+    let fixture = format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE);
+CREATE DATABASE {database};
+DO $$ BEGIN CREATE ROLE migdb_only_on_a; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+\\c {database}
+CREATE TABLE notes (id int PRIMARY KEY, body text);
+INSERT INTO notes SELECT n, repeat('x', 100) FROM generate_series(1, 50000) AS n;
+GRANT SELECT ON notes TO migdb_only_on_a;
+"
+    );
+    pair.a.psql(&fixture).unwrap();
+    pair.b.psql("DROP ROLE IF EXISTS migdb_only_on_a").unwrap();
+
+    let error = pair.copy(Engine::Postgres, database).await.unwrap_err();
+    match &error {
+        MigrateError::Failed { what, stderr, .. } => {
+            assert!(what.contains("restore"), "{error:?}");
+            assert!(stderr.contains("migdb_only_on_a"), "{error:?}");
+        }
+        other => panic!("expected the restore to fail, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_administrator_with_a_password_copies_a_mariadb_database() {
+    let pair = pair().await;
+    let database = "migdb_password";
+    let password = "pa ss'\"\\word";
+    let login =
+        "CREATE OR REPLACE USER 'migdb_admin'@'localhost' IDENTIFIED BY 'pa ss''\"\\\\word';
+GRANT ALL ON *.* TO 'migdb_admin'@'localhost' WITH GRANT OPTION;";
+    pair.a.mysql(login).unwrap();
+    pair.b.mysql(login).unwrap();
+    let fixture = format!(
+        "SET NAMES utf8mb4; DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database};
+USE {database}; CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20)) CHARACTER SET utf8mb4;
+INSERT INTO t VALUES (1, '🚀'), (2, NULL);"
+    );
+    pair.a.mysql(&fixture).unwrap();
+
+    let admin = DbAdmin {
+        user: "migdb_admin".into(),
+        password: Some(Secret::new(password.into())),
+    };
+    let report = copy_database(
+        &pair.source,
+        &pair.target,
+        &admin,
+        &admin,
+        Engine::Mysql,
+        database,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&report), [("t".to_owned(), 2)]);
+}
