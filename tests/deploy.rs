@@ -4,8 +4,8 @@
 mod support;
 
 use anyhow::{Context, Result, ensure};
-use std::time::{Duration, Instant};
-use support::{Fleet, Host, Workspace};
+use std::time::Duration;
+use support::{Fleet, Host};
 
 const APP_KEY: &str = "base64:dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTA=";
 
@@ -74,33 +74,22 @@ spec:
 }
 
 /// A site of a test: its spec workspace, host and secrets.
-struct Site {
-    workspace: Workspace,
-    host: Host,
-    name: String,
-    env: Vec<(String, String)>,
-}
+use support::site::{SiteUnderTest as Site, wait_for};
 
 impl Site {
     /// A clean site following `branch`, deployed by `migrate`.
-    fn new(host: &Host, name: &str, branch: &str) -> Result<Site> {
-        let workspace = Workspace::with_servers(&[("web", host)])?;
+    fn following(host: &Host, name: &str, branch: &str) -> Result<Site> {
         let upper = name.to_uppercase().replace('-', "_");
-        let site = Site {
-            workspace,
-            host: host.clone(),
-            name: name.to_owned(),
-            env: vec![
-                (format!("{upper}_APP_KEY"), APP_KEY.to_owned()),
-                (format!("{upper}_DB_PASSWORD"), format!("pw-{name}-1")),
-            ],
-        };
+        let env = vec![
+            (format!("{upper}_APP_KEY"), APP_KEY.to_owned()),
+            (format!("{upper}_DB_PASSWORD"), format!("pw-{name}-1")),
+        ];
+        let site = Site::new(host, name, env)?;
         site.write(&Shape {
             branch,
             script: "php artisan migrate --force",
             keep: 5,
         })?;
-        site.clean()?;
         Ok(site)
     }
 
@@ -109,46 +98,6 @@ impl Site {
         self.workspace
             .write_spec(&path, &site_spec(&self.name, shape))
             .map(drop)
-    }
-
-    fn user(&self) -> String {
-        self.name.replace('-', "_")
-    }
-
-    fn root(&self) -> String {
-        format!("/home/{}/{}.test", self.user(), self.name)
-    }
-
-    /// Removes what an earlier run left on the host.
-    fn clean(&self) -> Result<()> {
-        let script = format!(
-            "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
-             /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
-             pkill -u {u} >/dev/null 2>&1; userdel -r -f {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /home/{u}; rm -rf /var/lib/siteward/sites/{n}; \
-             mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; true",
-            n = self.name,
-            u = self.user()
-        );
-        self.host.exec(&script).map(drop)
-    }
-
-    fn siteward(&self, args: &[&str]) -> Result<support::CommandOutput> {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        self.workspace.siteward_with_env(args, &env)
-    }
-
-    fn apply(&self) -> Result<support::CommandOutput> {
-        self.siteward(&["apply", "--auto-approve"])
-    }
-
-    fn page(&self) -> Result<serde_json::Value> {
-        let (status, body) = self.host.http_get(&format!("{}.test", self.name), "/")?;
-        ensure!(status == 200, "status {status}: {body}");
-        serde_json::from_str(&body).with_context(|| format!("page body: {body}"))
     }
 
     /// The release `current` points at.
@@ -182,17 +131,6 @@ impl Site {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().unwrap_or(false) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    anyhow::bail!("{what} did not happen within {limit:?}")
-}
-
 /// Sets `branch` to `main` plus a commit writing `version` to VERSION.
 fn version_commit(branch: &str, version: &str, base: Option<&str>) -> Result<String> {
     let message = format!("Release {version}");
@@ -204,7 +142,7 @@ fn a_first_deploy_serves_and_a_new_commit_on_the_branch_is_deployed_and_served()
     let host = Fleet::host("t-deploy-a")?;
     let branch = "t-deploy-a/first";
     let first = version_commit(branch, "first-1", None)?;
-    let site = Site::new(&host, "dfirst", branch)?;
+    let site = Site::following(&host, "dfirst", branch)?;
     site.apply()?.assert_success();
     let page = site.page()?;
     assert_eq!(page["version"], "first-1", "{page}");
@@ -239,7 +177,7 @@ fn a_failing_deploy_script_leaves_the_old_release_serving() -> Result<()> {
     let host = Fleet::host("t-deploy-a")?;
     let branch = "t-deploy-a/script";
     let first = version_commit(branch, "script-1", None)?;
-    let site = Site::new(&host, "dscript", branch)?;
+    let site = Site::following(&host, "dscript", branch)?;
     site.apply()?.assert_success();
     let live = site.current()?;
     version_commit(branch, "script-2", Some(&first))?;
@@ -275,7 +213,7 @@ fn a_commit_that_breaks_the_health_check_is_rolled_back_and_marked_bad() -> Resu
     let host = Fleet::host("t-deploy-a")?;
     let branch = "t-deploy-a/health";
     let good = version_commit(branch, "health-1", None)?;
-    let site = Site::new(&host, "dhealth", branch)?;
+    let site = Site::following(&host, "dhealth", branch)?;
     site.apply()?.assert_success();
     site.wait_for_worker()?;
     let live = site.current()?;
@@ -313,7 +251,7 @@ fn a_commit_that_breaks_the_health_check_is_rolled_back_and_marked_bad() -> Resu
 fn rollback_goes_back_one_good_release_and_pruning_keeps_keep_releases() -> Result<()> {
     let host = Fleet::host("t-deploy-a")?;
     let branch = "t-deploy-a/rollback";
-    let site = Site::new(&host, "droll", branch)?;
+    let site = Site::following(&host, "droll", branch)?;
     site.write(&Shape {
         branch,
         script: "php artisan migrate --force",
@@ -359,8 +297,8 @@ fn two_sites_on_one_host_deploy_without_touching_each_others_workers() -> Result
     let host = Fleet::host("t-deploy-b")?;
     let branch = "t-deploy-b/pair";
     let first = version_commit(branch, "pair-1", None)?;
-    let one = Site::new(&host, "dpair-one", branch)?;
-    let other = Site::new(&host, "dpair-two", "main")?;
+    let one = Site::following(&host, "dpair-one", branch)?;
+    let other = Site::following(&host, "dpair-two", "main")?;
     one.apply()?.assert_success();
     other.apply()?.assert_success();
     one.wait_for_worker()?;
@@ -391,7 +329,7 @@ fn after_a_deploy_the_workers_run_the_new_code() -> Result<()> {
     let host = Fleet::host("t-deploy-b")?;
     let branch = "t-deploy-b/jobs";
     let first = version_commit(branch, "jobs-1", None)?;
-    let site = Site::new(&host, "djobs", branch)?;
+    let site = Site::following(&host, "djobs", branch)?;
     site.apply()?.assert_success();
     site.wait_for_worker()?;
     version_commit(branch, "jobs-2", Some(&first))?;
@@ -428,7 +366,7 @@ fn requests_running_across_a_deploy_never_fail() -> Result<()> {
     let host = Fleet::host("t-deploy-c")?;
     let branch = "t-deploy-c/loop";
     let first = version_commit(branch, "loop-1", None)?;
-    let site = Site::new(&host, "dloop", branch)?;
+    let site = Site::following(&host, "dloop", branch)?;
     site.apply()?.assert_success();
     version_commit(branch, "loop-2", Some(&first))?;
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -466,8 +404,8 @@ fn workers_without_laravel_restarts_are_restarted_by_supervisor_alone() -> Resul
     let host = Fleet::host("t-deploy-b")?;
     let branch = "t-deploy-b/plain-workers";
     let first = version_commit(branch, "plain-1", None)?;
-    let site = Site::new(&host, "dplain", branch)?;
-    let neighbour = Site::new(&host, "dplain-nb", "main")?;
+    let site = Site::following(&host, "dplain", branch)?;
+    let neighbour = Site::following(&host, "dplain-nb", "main")?;
     let shape = |branch| Shape {
         branch,
         script: "php artisan migrate --force",

@@ -3,9 +3,9 @@
 
 mod support;
 
-use anyhow::{Context, Result, ensure};
-use std::time::{Duration, Instant};
-use support::{Fleet, Host, Workspace};
+use anyhow::{Result, ensure};
+use std::time::Duration;
+use support::{Fleet, Host};
 
 /// A Laravel site spec with a database, Redis, a worker, storage and secrets.
 fn laravel_site(name: &str, engine: &str, extra: &str) -> String {
@@ -77,86 +77,18 @@ fn secrets(name: &str, password: &str) -> Vec<(String, String)> {
     ]
 }
 
-struct Site {
-    workspace: Workspace,
-    host: Host,
-    name: String,
-    env: Vec<(String, String)>,
-}
+use support::site::{SiteUnderTest as Site, wait_for};
 
 impl Site {
-    fn new(host_name: &str, name: &str, engine: &str, password: &str) -> Result<Site> {
+    /// A clean Laravel site on `host_name` with a database on `engine`.
+    fn laravel(host_name: &str, name: &str, engine: &str, password: &str) -> Result<Site> {
         let host = Fleet::host(host_name)?;
-        let workspace = Workspace::with_servers(&[("web", &host)])?;
-        workspace.write_spec(
+        let site = Site::new(&host, name, secrets(name, password))?;
+        site.workspace.write_spec(
             &format!("sites/{name}.yaml"),
             &laravel_site(name, engine, ""),
         )?;
-        let site = Site {
-            workspace,
-            host,
-            name: name.to_owned(),
-            env: secrets(name, password),
-        };
-        site.clean()?;
         Ok(site)
-    }
-
-    /// Removes what an earlier run of the test left on the host.
-    fn clean(&self) -> Result<()> {
-        let user = self.name.replace('-', "_");
-        let script = format!(
-            "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
-             /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
-             pkill -u {user} >/dev/null 2>&1; userdel -r -f {user} >/dev/null 2>&1; groupdel {user} >/dev/null 2>&1; rm -rf /home/{user}; rm -rf /var/lib/siteward/sites/{n}; \
-             mariadb -e 'DROP DATABASE IF EXISTS {user}; DROP USER IF EXISTS {user}@localhost' ; \
-             runuser -u postgres -- psql -Xq -c 'DROP DATABASE IF EXISTS {user} WITH (FORCE)' -c 'DROP ROLE IF EXISTS {user}' >/dev/null 2>&1; true",
-            n = self.name
-        );
-        self.host.exec(&script)?;
-        Ok(())
-    }
-
-    fn siteward(&self, args: &[&str]) -> Result<support::CommandOutput> {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        self.workspace.siteward_with_env(args, &env)
-    }
-
-    fn apply(&self) -> Result<support::CommandOutput> {
-        self.siteward(&["apply", "--auto-approve"])
-    }
-
-    fn plan_json(&self) -> Result<serde_json::Value> {
-        let out = self.siteward(&["plan", "--format", "json"])?;
-        out.assert_success();
-        serde_json::from_str(&out.stdout).context("plan JSON")
-    }
-
-    fn pending(&self) -> Result<Vec<(String, String, String)>> {
-        let plan = self.plan_json()?;
-        let mut out = Vec::new();
-        for site in plan["sites"].as_array().into_iter().flatten() {
-            if site["site"] != self.name.as_str() {
-                continue;
-            }
-            for change in site["changes"].as_array().into_iter().flatten() {
-                if change["action"] != "no-op" {
-                    let text = |k: &str| change[k].as_str().unwrap_or_default().to_owned();
-                    out.push((text("resource"), text("action"), text("name")));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn page(&self) -> Result<serde_json::Value> {
-        let (status, body) = self.host.http_get(&format!("{}.test", self.name), "/")?;
-        ensure!(status == 200, "status {status}: {body}");
-        serde_json::from_str(&body).with_context(|| format!("page body: {body}"))
     }
 
     fn mtimes(&self) -> Result<String> {
@@ -167,17 +99,6 @@ impl Site {
             u = self.name.replace('-', "_")
         ))
     }
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().unwrap_or(false) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    anyhow::bail!("{what} did not happen within {limit:?}")
 }
 
 fn nginx_workers(host: &Host) -> Result<String> {
@@ -221,13 +142,13 @@ fn fresh_site_works(site: &Site) -> Result<()> {
 
 #[test]
 fn a_fresh_apply_makes_a_working_mariadb_site_and_a_second_changes_nothing() -> Result<()> {
-    let site = Site::new("t-engine-a", "eng-maria", "mariadb", "maria-pass-1")?;
+    let site = Site::laravel("t-engine-a", "eng-maria", "mariadb", "maria-pass-1")?;
     fresh_site_works(&site)
 }
 
 #[test]
 fn a_fresh_apply_makes_a_working_postgres_site_and_a_second_changes_nothing() -> Result<()> {
-    let site = Site::new("t-engine-b", "eng-pg", "postgres", "pg-pass-1")?;
+    let site = Site::laravel("t-engine-b", "eng-pg", "postgres", "pg-pass-1")?;
     fresh_site_works(&site)
 }
 
@@ -266,7 +187,7 @@ type FieldCase = (
 
 #[test]
 fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
-    let mut site = Site::new("t-engine-c", "eng-fields", "mariadb", "fields-pass-1")?;
+    let mut site = Site::laravel("t-engine-c", "eng-fields", "mariadb", "fields-pass-1")?;
     site.apply()?.assert_success();
     let user = "eng_fields";
     let cases: Vec<FieldCase> = vec![
@@ -390,7 +311,7 @@ fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
 
 #[test]
 fn drift_made_by_hand_shows_in_the_plan_and_apply_repairs_it() -> Result<()> {
-    let site = Site::new("t-engine-d", "eng-drift", "mariadb", "drift-pass-1")?;
+    let site = Site::laravel("t-engine-d", "eng-drift", "mariadb", "drift-pass-1")?;
     site.apply()?.assert_success();
     let user = "eng_drift";
     let host = &site.host;
@@ -446,7 +367,7 @@ fn drift_made_by_hand_shows_in_the_plan_and_apply_repairs_it() -> Result<()> {
 
 #[test]
 fn an_apply_killed_in_the_middle_converges_on_the_next_apply() -> Result<()> {
-    let site = Site::new("t-engine-d", "eng-kill", "mariadb", "kill-pass-1")?;
+    let site = Site::laravel("t-engine-d", "eng-kill", "mariadb", "kill-pass-1")?;
     let env: Vec<(&str, &str)> = site
         .env
         .iter()
@@ -495,7 +416,7 @@ fn an_apply_killed_in_the_middle_converges_on_the_next_apply() -> Result<()> {
 
 #[test]
 fn a_stale_plan_is_refused() -> Result<()> {
-    let site = Site::new("t-engine-e", "eng-stale", "mariadb", "stale-pass-1")?;
+    let site = Site::laravel("t-engine-e", "eng-stale", "mariadb", "stale-pass-1")?;
     let plan_file = site.workspace.root().join("fresh.plan");
     let plan_arg = plan_file.display().to_string();
     site.siteward(&["plan", "--out", &plan_arg])?
@@ -526,7 +447,7 @@ fn a_stale_plan_is_refused() -> Result<()> {
 
 #[test]
 fn two_applies_at_once_never_both_act() -> Result<()> {
-    let site = Site::new("t-engine-e", "eng-race", "mariadb", "race-pass-1")?;
+    let site = Site::laravel("t-engine-e", "eng-race", "mariadb", "race-pass-1")?;
     let env: Vec<(String, String)> = site.env.clone();
     let root = site.workspace.root().to_path_buf();
     let spawn = || {
@@ -571,7 +492,7 @@ fn two_applies_at_once_never_both_act() -> Result<()> {
 #[test]
 fn a_site_no_spec_names_is_orphaned_and_removed_only_with_prune() -> Result<()> {
     // Pruning removes every site no spec names: this test has its host to itself.
-    let site = Site::new("t-engine-f", "eng-orphan", "postgres", "orphan-pass-1")?;
+    let site = Site::laravel("t-engine-f", "eng-orphan", "postgres", "orphan-pass-1")?;
     site.apply()?.assert_success();
     std::fs::remove_file(site.workspace.specs_dir().join("sites/eng-orphan.yaml"))?;
     let plan = site.siteward(&["plan"])?;
@@ -624,7 +545,7 @@ fn sample_machine_cmdlines(stop: &std::sync::atomic::AtomicBool) -> String {
 #[test]
 fn the_secret_canary_appears_nowhere() -> Result<()> {
     let canary = format!("canary-{}-Zq7x", std::process::id());
-    let site = Site::new("t-engine-g", "eng-canary", "mariadb", &canary)?;
+    let site = Site::laravel("t-engine-g", "eng-canary", "mariadb", &canary)?;
     let host = &site.host;
     host.mysql("SET GLOBAL general_log_file = '/var/log/mysql/canary-general.log'; SET GLOBAL general_log = 1")?;
     host.exec("rm -f /tmp/canary-cmdlines /tmp/canary-stop; setsid sh -c 'end=$(($(date +%s) + 90)); while [ $(date +%s) -lt $end ] && [ ! -e /tmp/canary-stop ]; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"; echo; done > /tmp/canary-cmdlines' >/dev/null 2>&1 < /dev/null &")?;
@@ -700,7 +621,7 @@ fn the_secret_canary_appears_nowhere() -> Result<()> {
 #[test]
 fn a_vhost_that_fails_nginx_t_is_put_back_and_the_step_fails() -> Result<()> {
     // A broken nginx configuration affects every site of the host: this test has it alone.
-    let site = Site::new("t-engine-h", "eng-nginx", "mariadb", "nginx-pass-1")?;
+    let site = Site::laravel("t-engine-h", "eng-nginx", "mariadb", "nginx-pass-1")?;
     site.apply()?.assert_success();
     let vhost = "/etc/nginx/conf.d/siteward-eng-nginx.conf";
     let before = site.host.read_file(vhost)?;

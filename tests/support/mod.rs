@@ -24,6 +24,8 @@
 //! not assume a fresh host: create what they need idempotently, or clean up first.
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Write;

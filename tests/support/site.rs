@@ -1,0 +1,119 @@
+//! A site under test: its spec workspace on a fleet host, its secrets, and the checks the
+//! engine and deploy tests share. Sites are named `<name>`, served as `<name>.test`, owned by
+//! the user `<name>` with `-` turned into `_` (also the database and its user).
+
+use super::{CommandOutput, Host, Workspace};
+use anyhow::{Context, Result, bail, ensure};
+use std::time::{Duration, Instant};
+
+/// A site and where it lives.
+pub struct SiteUnderTest {
+    pub workspace: Workspace,
+    pub host: Host,
+    pub name: String,
+    /// Secrets exported to every siteward run.
+    pub env: Vec<(String, String)>,
+}
+
+impl SiteUnderTest {
+    /// A workspace whose Server `web` is `host`, after removing what earlier runs left there.
+    pub fn new(host: &Host, name: &str, env: Vec<(String, String)>) -> Result<Self> {
+        let workspace = Workspace::with_servers(&[("web", host)])?;
+        let site = SiteUnderTest {
+            workspace,
+            host: host.clone(),
+            name: name.to_owned(),
+            env,
+        };
+        site.clean()?;
+        Ok(site)
+    }
+
+    /// The site's Linux user (and database name).
+    pub fn user(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    /// The site root.
+    pub fn root(&self) -> String {
+        format!("/home/{}/{}.test", self.user(), self.name)
+    }
+
+    /// Removes the site from the host: programs, managed files, user and home, record,
+    /// databases.
+    pub fn clean(&self) -> Result<()> {
+        let script = format!(
+            "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
+             /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
+             pkill -u {u} >/dev/null 2>&1; userdel -r -f {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /home/{u} /var/lib/siteward/sites/{n}; \
+             mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; \
+             runuser -u postgres -- psql -Xq -c 'DROP DATABASE IF EXISTS {u} WITH (FORCE)' -c 'DROP ROLE IF EXISTS {u}' >/dev/null 2>&1; true",
+            n = self.name,
+            u = self.user()
+        );
+        self.host.exec(&script).map(drop)
+    }
+
+    /// Runs siteward in the workspace with the site's secrets.
+    pub fn siteward(&self, args: &[&str]) -> Result<CommandOutput> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.workspace.siteward_with_env(args, &env)
+    }
+
+    /// `siteward apply --auto-approve`.
+    pub fn apply(&self) -> Result<CommandOutput> {
+        self.siteward(&["apply", "--auto-approve"])
+    }
+
+    /// The plan as JSON.
+    pub fn plan_json(&self) -> Result<serde_json::Value> {
+        let out = self.siteward(&["plan", "--format", "json"])?;
+        out.assert_success();
+        serde_json::from_str(&out.stdout).context("plan JSON")
+    }
+
+    /// This site's changes that do something: (resource, action, name).
+    pub fn pending(&self) -> Result<Vec<(String, String, String)>> {
+        let plan = self.plan_json()?;
+        let mut out = Vec::new();
+        for site in plan["sites"].as_array().into_iter().flatten() {
+            if site["site"] != self.name.as_str() {
+                continue;
+            }
+            for change in site["changes"].as_array().into_iter().flatten() {
+                if change["action"] != "no-op" {
+                    let text = |k: &str| change[k].as_str().unwrap_or_default().to_owned();
+                    out.push((text("resource"), text("action"), text("name")));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The test app's status page, through nginx with the site's Host header.
+    pub fn page(&self) -> Result<serde_json::Value> {
+        let (status, body) = self.host.http_get(&format!("{}.test", self.name), "/")?;
+        ensure!(status == 200, "status {status}: {body}");
+        serde_json::from_str(&body).with_context(|| format!("page body: {body}"))
+    }
+}
+
+/// Waits until `check` holds, polling; fails naming `what`.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().unwrap_or(false) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    bail!("{what} did not happen within {limit:?}")
+}
