@@ -232,6 +232,9 @@ pub struct RollbackArgs {
     /// Roll back without asking.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 /// `siteward discover`.

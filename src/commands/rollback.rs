@@ -22,7 +22,7 @@ async fn run_async(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Exit> {
         PrepareOptions {
             specs: &args.specs.specs,
             sites: &sites,
-            accept_new_host_keys: false,
+            accept_new_host_keys: args.accept_new_host_keys,
             prune: false,
         },
     )
