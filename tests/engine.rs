@@ -189,7 +189,6 @@ type FieldCase = (
 fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
     let mut site = Site::laravel("t-engine-c", "eng-fields", "mariadb", "fields-pass-1")?;
     site.apply()?.assert_success();
-    let user = "eng_fields";
     let cases: Vec<FieldCase> = vec![
         (
             "an alias",
@@ -305,7 +304,6 @@ fn changing_each_field_plans_exactly_that_change_and_converges() -> Result<()> {
         page["database"]["ok"], true,
         "the site logs in with the new password: {page}"
     );
-    let _ = user;
     Ok(())
 }
 

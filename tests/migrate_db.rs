@@ -10,7 +10,7 @@ use siteward::migrate::database::{
 };
 use siteward::plan::step::Engine;
 use siteward::spec::secret::Secret;
-use siteward::transport::{Become, HostKeyPolicy, Identity, SshSession, SshTarget, Timeouts};
+use siteward::transport::SshSession;
 use support::{Fleet, Host};
 
 /// A MariaDB database with utf8mb4 text, blobs, a trigger, a view, a function and an event,
@@ -67,23 +67,9 @@ INSERT INTO products (name, photo, price)
 }
 
 async fn connect(host: &Host) -> SshSession {
-    let target = SshTarget {
-        address: host.address.clone(),
-        port: host.port,
-        user: host.user.clone(),
-        identity: Identity::File(host.key_path.clone()),
-        host_keys: HostKeyPolicy {
-            pinned: None,
-            known_hosts: host.known_hosts.clone(),
-            accept_new: false,
-        },
-        become_root: Become::Direct,
-        timeouts: Timeouts {
-            exec: Duration::from_secs(300),
-            ..Timeouts::default()
-        },
-    };
-    SshSession::connect(&target).await.unwrap()
+    SshSession::connect(&host.ssh_target(Duration::from_secs(300)))
+        .await
+        .unwrap()
 }
 
 struct Pair {

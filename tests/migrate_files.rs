@@ -4,7 +4,7 @@
 mod support;
 
 use siteward::migrate::files::{self, FilesError, STAGING_DIR};
-use siteward::transport::{Become, HostKeyPolicy, Identity, SshSession, SshTarget, Timeouts};
+use siteward::transport::{SshSession, SshTarget};
 use support::{Fleet, Host};
 
 const OWNER: &str = "www-data";
@@ -53,19 +53,7 @@ fn fingerprint(host: &Host, root: &str) -> String {
 }
 
 fn target(host: &Host) -> SshTarget {
-    SshTarget {
-        address: host.address.clone(),
-        port: host.port,
-        user: host.user.clone(),
-        identity: Identity::File(host.key_path.clone()),
-        host_keys: HostKeyPolicy {
-            pinned: None,
-            known_hosts: host.known_hosts.clone(),
-            accept_new: false,
-        },
-        become_root: Become::Direct,
-        timeouts: Timeouts::default(),
-    }
+    host.ssh_target(siteward::transport::Timeouts::default().exec)
 }
 
 struct Pair {

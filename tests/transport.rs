@@ -1104,17 +1104,8 @@ async fn read_file_returns_contents_or_none_when_absent() {
 
 fn fleet_target(host: &support::Host) -> SshTarget {
     SshTarget {
-        address: host.address.clone(),
-        port: host.port,
-        user: host.user.clone(),
-        identity: Identity::File(host.key_path.clone()),
-        host_keys: HostKeyPolicy {
-            pinned: None,
-            known_hosts: host.known_hosts.clone(),
-            accept_new: false,
-        },
-        become_root: Become::Direct,
         timeouts: quick_timeouts(),
+        ..host.ssh_target(quick_timeouts().exec)
     }
 }
 

@@ -29,6 +29,21 @@ fn safe_word(word: &str) -> Result<&str, SqlError> {
     }
 }
 
+/// ` CHARACTER SET x COLLATE y` for MariaDB/MySQL, each part only when given.
+fn mysql_charset_clause(
+    charset: Option<&str>,
+    collation: Option<&str>,
+) -> Result<String, SqlError> {
+    let mut clause = String::new();
+    if let Some(charset) = charset {
+        clause.push_str(&format!(" CHARACTER SET {}", safe_word(charset)?));
+    }
+    if let Some(collation) = collation {
+        clause.push_str(&format!(" COLLATE {}", safe_word(collation)?));
+    }
+    Ok(clause)
+}
+
 /// `CREATE DATABASE` when it does not exist.
 pub fn create_database(
     engine: Engine,
@@ -38,14 +53,8 @@ pub fn create_database(
 ) -> Result<String, SqlError> {
     match engine {
         Engine::Mysql => {
-            let mut sql = format!("CREATE DATABASE IF NOT EXISTS `{name}`");
-            if let Some(charset) = charset {
-                sql.push_str(&format!(" CHARACTER SET {}", safe_word(charset)?));
-            }
-            if let Some(collation) = collation {
-                sql.push_str(&format!(" COLLATE {}", safe_word(collation)?));
-            }
-            Ok(sql + ";\n")
+            let clause = mysql_charset_clause(charset, collation)?;
+            Ok(format!("CREATE DATABASE IF NOT EXISTS `{name}`{clause};\n"))
         }
         Engine::Postgres => {
             let mut create = format!("CREATE DATABASE \"{name}\"");
@@ -77,14 +86,8 @@ pub fn alter_database(
     match engine {
         Engine::Postgres => Err(SqlError::PostgresEncoding(name.to_owned())),
         Engine::Mysql => {
-            let mut sql = format!("ALTER DATABASE `{name}`");
-            if let Some(charset) = charset {
-                sql.push_str(&format!(" CHARACTER SET {}", safe_word(charset)?));
-            }
-            if let Some(collation) = collation {
-                sql.push_str(&format!(" COLLATE {}", safe_word(collation)?));
-            }
-            Ok(sql + ";\n")
+            let clause = mysql_charset_clause(charset, collation)?;
+            Ok(format!("ALTER DATABASE `{name}`{clause};\n"))
         }
     }
 }
@@ -253,6 +256,20 @@ mod tests {
         )
         .unwrap();
         assert!(!sql.contains("canary-9f3b"));
+    }
+
+    #[test]
+    fn charset_and_collation_are_added_only_when_given() {
+        let sql =
+            create_database(Engine::Mysql, "shop", Some("utf8mb4"), Some("utf8mb4_bin")).unwrap();
+        assert_eq!(
+            sql,
+            "CREATE DATABASE IF NOT EXISTS `shop` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;\n"
+        );
+        assert_eq!(
+            alter_database(Engine::Mysql, "shop", None, Some("utf8mb4_bin")).unwrap(),
+            "ALTER DATABASE `shop` COLLATE utf8mb4_bin;\n"
+        );
     }
 
     #[test]

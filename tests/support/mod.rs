@@ -142,6 +142,28 @@ impl Host {
     }
 
     /// The host's address, `10.77.N.2`.
+    /// The SSH target of this host for siteward's own transport: root by the fleet key,
+    /// strict known_hosts, exec commands bounded by `exec`.
+    pub fn ssh_target(&self, exec: std::time::Duration) -> siteward::transport::SshTarget {
+        use siteward::transport::{Become, HostKeyPolicy, Identity, SshTarget, Timeouts};
+        SshTarget {
+            address: self.address.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            identity: Identity::File(self.key_path.clone()),
+            host_keys: HostKeyPolicy {
+                pinned: None,
+                known_hosts: self.known_hosts.clone(),
+                accept_new: false,
+            },
+            become_root: Become::Direct,
+            timeouts: Timeouts {
+                exec,
+                ..Timeouts::default()
+            },
+        }
+    }
+
     pub fn ip(&self) -> &str {
         &self.address
     }
