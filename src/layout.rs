@@ -69,3 +69,23 @@ pub fn program_name(site: &str, worker: &str) -> String {
 pub fn program_path(site: &str, worker: &str) -> String {
     format!("/etc/supervisor/conf.d/{}.conf", program_name(site, worker))
 }
+
+/// Where a site's paused jobs wait: its cron and supervisor files, under their live names.
+///
+/// Cron ignores files here and supervisor does not include them, so a job whose file sits
+/// here runs nowhere on this server.
+pub fn paused_dir(site: &str) -> String {
+    format!("{}/paused", record_dir(site))
+}
+
+/// The paused place of a live job file (`/etc/cron.d/siteward-shop` →
+/// `/var/lib/siteward/sites/shop/paused/siteward-shop`): same file name, under [`paused_dir`].
+pub fn paused_path(site: &str, live_path: &str) -> String {
+    let name = live_path.rsplit('/').next().unwrap_or(live_path);
+    format!("{}/{name}", paused_dir(site))
+}
+
+/// The start of every program file path of a site: `/etc/supervisor/conf.d/siteward-<site>-`.
+pub fn program_prefix(site: &str) -> String {
+    program_path(site, "").trim_end_matches(".conf").to_owned()
+}

@@ -2,7 +2,8 @@
 //! across restarts, crash recovery, and the test app served by nginx and php-fpm.
 //!
 //! Hosts: `t-fleet-a` and `t-fleet-b` (shared, disjoint resources per test), `t-fleet-persist`
-//! (stopped and started by one test), `t-fleet-crash` (killed by one test).
+//! (stopped and started by one test), `t-fleet-crash` (killed by one test), `t-fleet-cut`
+//! (network cut and healed by one test).
 
 mod support;
 
@@ -515,4 +516,86 @@ fn git_commit_adds_stable_branches_that_hosts_can_clone() -> Result<()> {
     );
     assert_eq!(host.read_file(&format!("{dir}/VERSION"))?.trim(), "v2");
     Ok(())
+}
+
+/// Whether a TCP connection to `address:22` is still unanswered after two seconds, the way a
+/// cut network looks (no reset, no ICMP error): `Ok(())` for a timeout, an error otherwise.
+fn connect_times_out(address: &str) -> Result<()> {
+    let target: std::net::SocketAddr = format!("{address}:22").parse()?;
+    let started = Instant::now();
+    match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+        Ok(_) => bail!("{target} accepted a connection"),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(()),
+        Err(e) => bail!(
+            "connecting to {target} failed after {:?} with `{e}` instead of timing out",
+            started.elapsed()
+        ),
+    }
+}
+
+#[test]
+fn a_cut_host_is_unreachable_until_healed() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let host = Fleet::host("t-fleet-cut")?;
+    host.heal_network()?; // a no-op, also when an interrupted run left the host cut
+    assert!(!host.network_is_cut()?);
+    assert_eq!(host.ssh("hostname")?.trim(), host.name);
+
+    // An SSH stream in flight: one line every 50 ms.
+    let mut stream = host
+        .ssh_command("for i in $(seq 1 1200); do echo $i; sleep 0.05; done")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = stream.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let result = (|| -> Result<()> {
+        lines.recv_timeout(Duration::from_secs(10))??;
+
+        host.cut_network()?;
+        host.cut_network()?; // idempotent
+        assert!(host.network_is_cut()?);
+        assert!(
+            Fleet::run(&["status"])?
+                .lines()
+                .any(|l| l.starts_with("t-fleet-cut ") && l.contains(" cut ")),
+            "status shows the cut"
+        );
+        connect_times_out(&host.address)?;
+        // The stream stalls instead of failing: what was in flight arrives, then nothing.
+        while lines.recv_timeout(Duration::from_millis(300)).is_ok() {}
+        match lines.recv_timeout(Duration::from_millis(1500)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(line) => bail!("the stream went on across the cut: {line:?}"),
+            Err(e) => bail!("the stream ended during the cut: {e}"),
+        }
+        assert!(stream.try_wait()?.is_none(), "ssh exited during the cut");
+        // No network, but the host itself runs on.
+        assert_eq!(host.exec("hostname")?.trim(), host.name);
+
+        host.heal_network()?;
+        host.heal_network()?; // idempotent
+        assert!(!host.network_is_cut()?);
+        // The same connection carries on (after TCP's next retransmission), new ones work.
+        lines.recv_timeout(Duration::from_secs(15))??;
+        assert_eq!(host.ssh("hostname")?.trim(), host.name);
+        Ok(())
+    })();
+    let _ = stream.kill();
+    let _ = stream.wait();
+    if result.is_err() {
+        let _ = host.heal_network();
+    }
+    result
 }

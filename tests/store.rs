@@ -105,6 +105,7 @@ async fn exercise(store: &StateStore) -> Result<()> {
                     millis: 42,
                     error: (!ok).then_some("boom"),
                     steps_json: "[]",
+                    migration_json: ok.then_some(r#"{"site":"shop"}"#),
                 },
             )
             .await?;
@@ -140,6 +141,12 @@ async fn exercise(store: &StateStore) -> Result<()> {
     assert!(!history[0].ok);
     assert_eq!(history[0].error.as_deref(), Some("boom"));
     assert_eq!(history[0].run_id, run_id);
+    assert_eq!(history[0].migration_json, None);
+    let shop = store.site_history("shop", 5).await?;
+    assert_eq!(
+        shop[0].migration_json.as_deref(),
+        Some(r#"{"site":"shop"}"#)
+    );
     assert!(store.dump_text().await?.contains("Plan: 1 to create"));
     Ok(())
 }

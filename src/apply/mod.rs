@@ -57,6 +57,9 @@ pub struct SiteOutcome {
     pub steps: Vec<StepOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The report of a migration, when the site moved here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Box<crate::migrate::report::MigrationReport>>,
 }
 
 /// Runs one site's steps on its server, holding the site's lock.
@@ -79,6 +82,7 @@ pub async fn apply_site<T: Transport>(
         millis: 0,
         steps: Vec::new(),
         error: None,
+        migration: None,
     };
     if let Err(error) = lock::acquire(transport, &site.site, owner).await {
         outcome.ok = false;
@@ -86,21 +90,31 @@ pub async fn apply_site<T: Transport>(
         return outcome;
     }
     let ctx = StepContext { server, secrets };
-    for step in site.steps() {
-        match run_step(transport, step, &ctx, &mut outcome.steps).await {
-            Ok(()) => {}
-            Err(error) => {
-                outcome.ok = false;
-                outcome.error = Some(secrets.scrub(&error_text(&error)));
-                break;
-            }
-        }
+    if let Err(error) = run_steps(transport, site.steps(), &ctx, &mut outcome.steps).await {
+        outcome.ok = false;
+        outcome.error = Some(secrets.scrub(&error_text(&error)));
     }
     if let Err(error) = lock::release(transport, &site.site, owner).await {
         tracing::warn!(site = %site.site, "could not release the lock: {}", secrets.scrub(&error.to_string()));
     }
     outcome.millis = started.elapsed().as_millis() as u64;
     outcome
+}
+
+/// Runs steps in order, stopping at the first failure; each step's outcome is appended.
+///
+/// # Errors
+/// The first step that could not be prepared or failed.
+pub async fn run_steps<'s, T: Transport>(
+    transport: &T,
+    steps: impl Iterator<Item = &'s Step>,
+    ctx: &StepContext<'_>,
+    outcomes: &mut Vec<StepOutcome>,
+) -> Result<(), ApplyError> {
+    for step in steps {
+        run_step(transport, step, ctx, outcomes).await?;
+    }
+    Ok(())
 }
 
 async fn run_step<T: Transport>(
@@ -261,7 +275,7 @@ pub fn all_ok(outcomes: &[SiteOutcome]) -> bool {
 pub fn sites_by_server(plan: &Plan) -> std::collections::BTreeMap<String, Vec<&SitePlan>> {
     let mut map: std::collections::BTreeMap<String, Vec<&SitePlan>> = Default::default();
     for site in &plan.sites {
-        if site.steps().next().is_some() {
+        if site.has_work() {
             map.entry(site.server.clone()).or_default().push(site);
         }
     }

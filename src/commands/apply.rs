@@ -5,9 +5,15 @@ use super::{Context, Exit, hinted};
 use crate::apply::lock::LockOwner;
 use crate::apply::{SiteOutcome, all_ok, apply_site, sites_by_server};
 use crate::cli::{ApplyArgs, ReportFormat};
-use crate::plan::{Plan, render};
+use crate::migrate::progress::Progress;
+use crate::migrate::run::{Endpoint, MigrationJob, migrate_site};
+use crate::plan::{Plan, SitePlan, render};
+use crate::spec::server::ServerSpec;
 use anyhow::Context as _;
+use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
+use std::pin::Pin;
+use std::time::Duration;
 
 /// Applies a saved plan, or plans and applies.
 pub fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
@@ -51,12 +57,9 @@ async fn run_async(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
     let outcomes = apply_all(&prepared, &plan).await;
     report(&outcomes, &prepared);
     super::record::apply_done(ctx, &plan, &outcomes, &prepared.secrets);
+    print_migration_reports(&outcomes);
     if let Some(path) = &args.report {
-        let text = prepared
-            .secrets
-            .scrub(&serde_json::to_string_pretty(&outcomes)?);
-        std::fs::write(path, text)
-            .with_context(|| format!("failed to write {}", path.display()))?;
+        write_report(path, &outcomes, &prepared.secrets)?;
     }
     if all_ok(&outcomes) {
         Ok(Exit::Success)
@@ -66,6 +69,43 @@ async fn run_async(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
             "fix the cause above and apply again: every step is safe to re-run",
         ))
     }
+}
+
+/// Each migration's report, in Markdown, on stdout.
+fn print_migration_reports(outcomes: &[SiteOutcome]) {
+    for report in outcomes.iter().filter_map(|o| o.migration.as_deref()) {
+        println!("\n{}", report.markdown());
+    }
+}
+
+/// `--report FILE`: Markdown when the file ends in `.md`, JSON otherwise.
+fn write_report(
+    path: &std::path::Path,
+    outcomes: &[SiteOutcome],
+    secrets: &crate::spec::secret::ResolvedSecrets,
+) -> anyhow::Result<()> {
+    let markdown = path.extension().is_some_and(|e| e == "md");
+    let text = if markdown {
+        let mut text = String::new();
+        for outcome in outcomes {
+            match &outcome.migration {
+                Some(report) => text.push_str(&report.markdown()),
+                None => text.push_str(&format!(
+                    "## `{}` on `{}`: {} ({} steps, {} ms)\n\n",
+                    outcome.site,
+                    outcome.server,
+                    if outcome.ok { "applied" } else { "FAILED" },
+                    outcome.steps.len(),
+                    outcome.millis
+                )),
+            }
+        }
+        text
+    } else {
+        serde_json::to_string_pretty(outcomes)?
+    };
+    std::fs::write(path, secrets.scrub(&text))
+        .with_context(|| format!("failed to write {}", path.display()))
 }
 
 fn load_saved(path: &std::path::Path) -> anyhow::Result<Plan> {
@@ -126,30 +166,107 @@ pub(super) fn confirm(auto_approve: bool) -> anyhow::Result<()> {
 
 async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
     let owner = LockOwner::this_process("siteward apply");
-    let mut tasks = Vec::new();
+    let mut tasks: Vec<Pin<Box<dyn Future<Output = SiteOutcome> + Send + '_>>> = Vec::new();
     for (server_name, sites) in sites_by_server(plan) {
         let Some(session) = prepared.sessions.get(&server_name) else {
             continue;
         };
-        let Some(server) = prepared
-            .loaded
-            .servers
-            .iter()
-            .find(|s| s.item.name.as_str() == server_name)
-        else {
+        let Some(server) = server_spec(prepared, &server_name) else {
             continue;
         };
         for site in sites {
-            tasks.push(apply_site(
-                session,
-                site,
-                &server.item.spec,
-                &prepared.secrets,
-                &owner,
-            ));
+            if site.migration.is_some() {
+                tasks.push(Box::pin(migrate(prepared, site, &owner)));
+            } else {
+                tasks.push(Box::pin(apply_site(
+                    session,
+                    site,
+                    server,
+                    &prepared.secrets,
+                    &owner,
+                )));
+            }
         }
     }
     futures::future::join_all(tasks).await
+}
+
+fn server_spec<'p>(prepared: &'p Prepared, name: &str) -> Option<&'p ServerSpec> {
+    prepared
+        .loaded
+        .servers
+        .iter()
+        .find(|s| s.item.name.as_str() == name)
+        .map(|s| &s.item.spec)
+}
+
+/// How long one stream of a migration (a database dump, a storage archive) may run.
+const STREAM_BOUND: Duration = Duration::from_secs(12 * 3600);
+
+/// Runs (or resumes) the migration of a site to the server of its plan.
+async fn migrate(prepared: &Prepared, site_plan: &SitePlan, owner: &LockOwner) -> SiteOutcome {
+    let failed = |error: String| SiteOutcome {
+        site: site_plan.site.clone(),
+        server: site_plan.server.clone(),
+        ok: false,
+        millis: 0,
+        steps: Vec::new(),
+        error: Some(error),
+        migration: None,
+    };
+    let Some(migration) = &site_plan.migration else {
+        return failed("no migration was planned".into());
+    };
+    let site = prepared
+        .loaded
+        .sites
+        .iter()
+        .map(|s| &s.item)
+        .find(|s| s.name.as_str() == site_plan.site);
+    let sessions = (
+        prepared.sessions.get(&migration.source),
+        prepared.sessions.get(&migration.target),
+    );
+    let specs = (
+        server_spec(prepared, &migration.source),
+        server_spec(prepared, &migration.target),
+    );
+    let source_site = prepared
+        .observed
+        .get(&migration.source)
+        .and_then(|s| s.sites.get(&site_plan.site))
+        .cloned()
+        .unwrap_or_default();
+    let (Some(site), (Some(source), Some(target)), (Some(source_spec), Some(target_spec))) =
+        (site, sessions, specs)
+    else {
+        return failed("the site's servers are not connected".into());
+    };
+    let (source_stream, target_stream) = (
+        source.with_exec_timeout(STREAM_BOUND),
+        target.with_exec_timeout(STREAM_BOUND),
+    );
+    let job = MigrationJob {
+        site,
+        plan: site_plan,
+        source: Endpoint {
+            name: &migration.source,
+            spec: source_spec,
+            transport: source,
+            streaming: &source_stream,
+        },
+        target: Endpoint {
+            name: &migration.target,
+            spec: target_spec,
+            transport: target,
+            streaming: &target_stream,
+        },
+        source_site: &source_site,
+        secrets: &prepared.secrets,
+        owner,
+        progress: Progress::detect(),
+    };
+    migrate_site(&job).await.0
 }
 
 pub(super) fn report(outcomes: &[SiteOutcome], prepared: &Prepared) {

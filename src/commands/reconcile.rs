@@ -3,8 +3,11 @@
 use super::{Context, hinted};
 use crate::observe::{self, ObservedServer};
 use crate::plan::Plan;
-use crate::plan::build::{PlanInputs, build_plan};
+use crate::plan::build::{PlanInputs, build_plan, migration_sources};
+use crate::plan::migration::MoveSizes;
+use crate::resources::DesiredSite;
 use crate::spec::secret::{ResolvedSecrets, SecretRef};
+use crate::spec::site::DeployStrategy;
 use crate::spec::site::EnvValue;
 use crate::spec::{self, Loaded, Site, diagnostic};
 use crate::transport::SshSession;
@@ -206,13 +209,15 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
     let (secrets, server_names) = {
         let sites = select_sites(&loaded, options.sites)?;
         let secrets = resolve_secrets(&loaded, &sites)?;
-        (
-            secrets,
-            servers_to_observe(&loaded, &sites, options.sites.is_empty()),
-        )
+        // Every server: placement is observed, and a site's old home can be any of them.
+        (secrets, servers_to_observe(&loaded, &sites, true))
     };
     let sessions = connect_all(&loaded, &server_names, options.accept_new_host_keys).await?;
     let observed = observe_all(&loaded, &sessions).await?;
+    let storage_sizes = {
+        let sites = select_sites(&loaded, options.sites)?;
+        measure_migrations(&sites, &observed, &sessions).await
+    };
     let plan = {
         let sites = select_sites(&loaded, options.sites)?;
         let inputs = PlanInputs {
@@ -221,6 +226,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
             observed: &observed,
             secrets: &secrets,
             prune: options.prune,
+            storage_sizes: &storage_sizes,
         };
         build_plan(&inputs)
     };
@@ -233,6 +239,51 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         observed,
         plan,
     })
+}
+
+/// Measures the storage each migration will carry, on its source: one round trip per
+/// migration (none when nothing moves). A source that does not answer leaves the size unknown.
+async fn measure_migrations(
+    sites: &[&Site],
+    observed: &BTreeMap<String, ObservedServer>,
+    sessions: &BTreeMap<String, SshSession>,
+) -> BTreeMap<String, MoveSizes> {
+    let mut sizes = BTreeMap::new();
+    for site in sites {
+        let [source] = migration_sources(site, observed)[..] else {
+            continue;
+        };
+        let Some(session) = sessions.get(source) else {
+            continue;
+        };
+        let facts = observed
+            .get(source)
+            .and_then(|s| s.sites.get(site.name.as_str()))
+            .and_then(|s| s.record.as_ref())
+            .map(|r| r.facts.clone())
+            .unwrap_or_default();
+        let desired = DesiredSite::new(site);
+        let root = facts
+            .get("root")
+            .cloned()
+            .unwrap_or_else(|| desired.root.clone());
+        let shared = match site.spec.deploy.strategy {
+            DeployStrategy::Releases => crate::layout::shared_dir(&root),
+            DeployStrategy::InPlace => root,
+        };
+        let paths = crate::migrate::run::outermost_paths(&desired.storage);
+        match crate::migrate::measure::measure_storage(session, &shared, &paths).await {
+            Ok(measured) => {
+                sizes.insert(site.name.to_string(), measured);
+            }
+            Err(error) => tracing::warn!(
+                site = %site.name,
+                "the storage to move could not be measured: {}",
+                crate::apply::error_text(&error)
+            ),
+        }
+    }
+    sizes
 }
 
 const SUBJECT: &str = include_str!("../apply/scripts/subject.sh");

@@ -76,6 +76,11 @@ pub fn apply_done(ctx: &Context, plan: &Plan, outcomes: &[SiteOutcome], secrets:
             let steps_json =
                 scrub.scrub(&serde_json::to_string(&outcome.steps).unwrap_or_default());
             let error = outcome.error.as_deref().map(|e| scrub.scrub(e));
+            let migration_json = outcome
+                .migration
+                .as_ref()
+                .and_then(|m| serde_json::to_string(m).ok())
+                .map(|json| scrub.scrub(&json));
             let site_run = NewSiteRun {
                 site: &outcome.site,
                 server: &outcome.server,
@@ -83,6 +88,7 @@ pub fn apply_done(ctx: &Context, plan: &Plan, outcomes: &[SiteOutcome], secrets:
                 millis: outcome.millis as i64,
                 error: error.as_deref(),
                 steps_json: &steps_json,
+                migration_json: migration_json.as_deref(),
             };
             store.record_site_run(run_id, &site_run).await?;
             let condition = Condition {

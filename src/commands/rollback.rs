@@ -102,6 +102,7 @@ fn rollback_plan(prepared: &super::reconcile::Prepared, name: &str) -> anyhow::R
         detect_only: false,
         blocked_by: Vec::new(),
         changes: vec![change],
+        migration: None,
     }];
     Ok(plan)
 }

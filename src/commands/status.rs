@@ -3,6 +3,7 @@
 use super::reconcile::runtime;
 use super::{Context, Exit, hinted};
 use crate::cli::{OutputFormat, ReportArgs, ReportFormat, StatusArgs};
+use crate::migrate::report::MigrationReport;
 use crate::store::StateStore;
 use std::fmt::Write as _;
 
@@ -52,6 +53,17 @@ pub fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<Exit> {
             "run `siteward apply` first, with the same `--state`",
         ));
     };
+    if let Some(report) = last
+        .migration_json
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<MigrationReport>(json).ok())
+    {
+        match args.format {
+            ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            ReportFormat::Text | ReportFormat::Markdown => print!("{}", report.markdown()),
+        }
+        return Ok(Exit::Success);
+    }
     let steps: serde_json::Value = serde_json::from_str(&last.steps_json).unwrap_or_default();
     match args.format {
         ReportFormat::Json => {
@@ -59,6 +71,7 @@ pub fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<Exit> {
             value["steps"] = steps;
             if let Some(object) = value.as_object_mut() {
                 object.remove("stepsJson");
+                object.remove("migrationJson");
             }
             println!("{}", serde_json::to_string_pretty(&value)?);
         }

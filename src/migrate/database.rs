@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::progress::Meter;
 use crate::plan::step::Engine;
 use crate::spec::secret::Secret;
 use crate::transport::{
@@ -202,6 +203,32 @@ pub async fn copy_database(
     engine: Engine,
     name: &str,
 ) -> Result<DatabaseCopyReport, MigrateError> {
+    let meter = Meter::none();
+    copy_database_metered(
+        source,
+        target,
+        source_admin,
+        target_admin,
+        engine,
+        name,
+        &meter,
+    )
+    .await
+}
+
+/// [`copy_database`], counting the bytes on the wire into `meter` as they go.
+///
+/// # Errors
+/// As [`copy_database`].
+pub async fn copy_database_metered(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_admin: &DbAdmin,
+    target_admin: &DbAdmin,
+    engine: Engine,
+    name: &str,
+    meter: &Meter,
+) -> Result<DatabaseCopyReport, MigrateError> {
     validate_identifier(IdentifierKind::Database, name)?;
     let compression = choose_compression(source, target).await?;
     let role = recreate_target(source, target, source_admin, target_admin, engine, name).await?;
@@ -215,7 +242,7 @@ pub async fn copy_database(
         .args([compression.word(), name, role.as_deref().unwrap_or("")])
         .render()?;
     let endpoints = (source, source_admin, target, target_admin);
-    let bytes_on_wire = stream(endpoints, &dump, &restore, name).await?;
+    let bytes_on_wire = stream(endpoints, &dump, &restore, name, meter).await?;
     let transfer = started.elapsed();
     let started = Instant::now();
     let tables = verify_database(source, target, source_admin, target_admin, engine, name).await?;
@@ -257,6 +284,70 @@ pub async fn verify_database(
         table_stats(target, target_admin, engine, name),
     );
     compare(on_source?, on_target?)
+}
+
+/// The events (MariaDB/MySQL's own scheduled jobs) of database `name` that are enabled, by
+/// name. PostgreSQL has none.
+///
+/// # Errors
+/// A query that cannot run.
+pub async fn enabled_events(
+    transport: &impl Transport,
+    admin: &DbAdmin,
+    engine: Engine,
+    name: &str,
+) -> Result<Vec<String>, MigrateError> {
+    validate_identifier(IdentifierKind::Database, name)?;
+    if engine != Engine::Mysql {
+        return Ok(Vec::new());
+    }
+    let query = format!(
+        "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{name}' AND STATUS = 'ENABLED' ORDER BY EVENT_NAME;"
+    );
+    let answer = run_sql(transport, admin, engine, None, &query).await?;
+    Ok(answer
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Enables or disables events of database `name` (MariaDB/MySQL; nothing on PostgreSQL).
+///
+/// # Guarantees
+/// Idempotent: an event already in that state is left as it is; one that no longer exists is
+/// skipped.
+///
+/// # Errors
+/// A query that cannot run.
+pub async fn set_events(
+    transport: &impl Transport,
+    admin: &DbAdmin,
+    engine: Engine,
+    name: &str,
+    events: &[String],
+    enabled: bool,
+) -> Result<(), MigrateError> {
+    validate_identifier(IdentifierKind::Database, name)?;
+    if engine != Engine::Mysql || events.is_empty() {
+        return Ok(());
+    }
+    let state = if enabled { "ENABLE" } else { "DISABLE" };
+    let mut query = String::new();
+    for event in events {
+        let exists = format!(
+            "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{name}' AND EVENT_NAME = '{}'",
+            event.replace('\\', "\\\\").replace('\'', "''")
+        );
+        // ALTER EVENT fails for a missing event: only those that exist are altered.
+        query.push_str(&format!(
+            "SET @sw := IF(({exists}) > 0, 'ALTER EVENT `{name}`.`{}` {state}', 'DO 0');\nPREPARE sw FROM @sw; EXECUTE sw; DEALLOCATE PREPARE sw;\n",
+            event.replace('`', "``").replace('\'', "''")
+        ));
+    }
+    run_sql(transport, admin, engine, None, &query)
+        .await
+        .map(drop)
 }
 
 /// Table name → (rows, checksum).
@@ -306,11 +397,13 @@ async fn stream<S: Transport, T: Transport>(
     dump: &str,
     restore: &str,
     name: &str,
+    meter: &Meter,
 ) -> Result<u64, MigrateError> {
     let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
     let mut counter = CountingWriter {
         inner: writer,
         bytes: 0,
+        meter,
     };
     let dump_password = source_admin.password_line();
     let restore_input = std::io::Cursor::new(target_admin.password_line()).chain(reader);
@@ -339,12 +432,13 @@ async fn stream<S: Transport, T: Transport>(
 }
 
 /// A writer that counts what goes through it.
-struct CountingWriter<W> {
+struct CountingWriter<'m, W> {
     inner: W,
     bytes: u64,
+    meter: &'m Meter,
 }
 
-impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<W> {
+impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<'_, W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -353,6 +447,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<W> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = &poll {
             self.bytes += *written as u64;
+            self.meter.add(*written as u64);
         }
         poll
     }

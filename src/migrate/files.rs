@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
+use super::progress::Meter;
 use crate::transport::quote::Command;
 use crate::transport::{Exit, QuoteError, Stdin, Transport, TransportError};
 
@@ -189,11 +190,38 @@ pub async fn copy_paths(
     paths: &[String],
     owner: &str,
 ) -> Result<FilesCopyReport, FilesError> {
+    let meter = Meter::none();
+    copy_paths_metered(
+        source,
+        target,
+        source_root,
+        target_root,
+        paths,
+        owner,
+        &meter,
+    )
+    .await
+}
+
+/// [`copy_paths`], counting the bytes on the wire into `meter` as they go.
+///
+/// # Errors
+/// As [`copy_paths`].
+pub async fn copy_paths_metered(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_root: &str,
+    target_root: &str,
+    paths: &[String],
+    owner: &str,
+    meter: &Meter,
+) -> Result<FilesCopyReport, FilesError> {
     let started = Instant::now();
     validate_paths(paths)?;
     let codec = preflight(source, target, source_root, paths).await?;
     let stage = format!("{}/{STAGING_DIR}", target_root.trim_end_matches('/'));
-    let wire_bytes = stream(source, target, source_root, &stage, codec, owner, paths).await?;
+    let ends = (source, target);
+    let wire_bytes = stream(ends, source_root, &stage, (codec, owner), paths, meter).await?;
     let verification = compare(source, target, source_root, &stage, paths).await?;
     let swap = Command::script(SWAP)
         .arg(target_root)
@@ -324,13 +352,12 @@ async fn preflight(
 
 /// Pipes `tar` on A into `tar -x` on B through this process; returns the compressed bytes.
 async fn stream(
-    source: &impl Transport,
-    target: &impl Transport,
+    (source, target): (&impl Transport, &impl Transport),
     source_root: &str,
     stage: &str,
-    codec: Codec,
-    owner: &str,
+    (codec, owner): (Codec, &str),
     paths: &[String],
+    meter: &Meter,
 ) -> Result<u64, FilesError> {
     let send = Command::script(SEND)
         .arg(source_root)
@@ -347,6 +374,7 @@ async fn stream(
         let mut counted = Counted {
             inner: writer,
             bytes: 0,
+            meter,
         };
         let exit = source
             .exec_streaming(&send, Stdin::Empty, &mut counted)
@@ -573,12 +601,13 @@ fn parse_entry(record: &[u8], link: &[u8]) -> Result<(Vec<u8>, Entry), String> {
 }
 
 /// A writer that counts what goes through it.
-struct Counted<W> {
+struct Counted<'m, W> {
     inner: W,
     bytes: u64,
+    meter: &'m Meter,
 }
 
-impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<W> {
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<'_, W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -587,6 +616,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<W> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = poll {
             self.bytes += written as u64;
+            self.meter.add(written as u64);
         }
         poll
     }

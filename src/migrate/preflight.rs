@@ -5,12 +5,7 @@ use crate::observe::{ObservedServer, ServiceState};
 use crate::spec::Site;
 use crate::spec::site::{DatabaseEngine, SiteType};
 
-/// What the move carries, measured on the source.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MoveSizes {
-    pub database_bytes: u64,
-    pub storage_bytes: u64,
-}
+pub use crate::plan::migration::MoveSizes;
 
 /// Every reason `target` cannot take `site` (empty when it can).
 pub fn preflight(
@@ -185,6 +180,7 @@ mod tests {
     const SIZES: MoveSizes = MoveSizes {
         database_bytes: 1 << 30,
         storage_bytes: 1 << 30,
+        storage_files: 0,
     };
 
     #[test]

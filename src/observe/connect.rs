@@ -107,7 +107,7 @@ pub fn target(server: &Server, accept_new: bool) -> SshTarget {
             connect: Duration::from_secs(10),
             auth: Duration::from_secs(15),
             exec: PROBE_TIMEOUT,
-            keepalive: Duration::from_secs(15),
+            keepalive: Duration::from_secs(spec.keepalive_seconds.map_or(15, u64::from)),
         },
     }
 }

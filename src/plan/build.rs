@@ -1,6 +1,7 @@
 //! Building a plan: desired + observed → changes, for every site on every server. Pure.
 
 use super::fingerprint::{observed_fingerprint, site_spec_hash, spec_hash};
+use super::migration::{Journal, MigrationPlan, MoveSizes};
 use super::step::{Engine, RemoveSiteStep};
 use super::{Action, Change, FORMAT_VERSION, Plan, ResourceKind, SiteDisposition, SitePlan, Step};
 use crate::layout;
@@ -22,6 +23,8 @@ pub struct PlanInputs<'a> {
     pub secrets: &'a ResolvedSecrets,
     /// Whether orphaned sites are to be removed (`apply --prune`).
     pub prune: bool,
+    /// Storage sizes measured on migration sources, by site name.
+    pub storage_sizes: &'a BTreeMap<String, MoveSizes>,
 }
 
 /// Builds the plan.
@@ -48,33 +51,148 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         .get(server)
         .and_then(|s| s.sites.get(site.name.as_str()))
         .unwrap_or(&empty);
-    let mut blocked_by = blocking_problems(site, inputs.observed.get(server));
+    let sources = migration_sources(site, inputs.observed);
+    let mut blocked_by = blocking_problems(site, server, inputs.observed.get(server));
     blocked_by.extend(unresolved_source(
         site,
         observed,
         inputs.observed.get(server),
     ));
-    blocked_by.extend(recorded_elsewhere(site, inputs.observed));
+    let migration = match sources.as_slice() {
+        [] => None,
+        [source] => {
+            blocked_by.extend(blocking_problems(
+                site,
+                source,
+                inputs.observed.get(*source),
+            ));
+            Some(migration_plan(site, source, observed, inputs))
+        }
+        several => {
+            blocked_by.push(format!(
+                "site `{}` is recorded live on {}: siteward cannot tell which one to move; remove the stale copy by hand or point `server:` at one of them",
+                site.name,
+                several.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" and ")
+            ));
+            None
+        }
+    };
+    if let Some(migration) = &migration
+        && !migration.phases.iter().any(|p| p.done)
+    {
+        blocked_by.extend(preflight_reasons(site, migration, inputs));
+    }
     let changes = if blocked_by.is_empty() {
         let desired = DesiredSite::new(site);
-        site_changes(
+        let changes = site_changes(
             &desired,
             observed,
             inputs.secrets,
             server,
             &site_spec_hash(site),
-        )
+        );
+        match migration {
+            // Crons and workers move in the migration's own phases.
+            Some(_) => changes
+                .into_iter()
+                .filter(|c| !matches!(c.resource, ResourceKind::Cron | ResourceKind::Worker))
+                .collect(),
+            None => changes,
+        }
     } else {
         Vec::new()
     };
     SitePlan {
         site: site.name.to_string(),
         server: server.to_owned(),
-        disposition: SiteDisposition::Reconcile,
-        detect_only: site.spec.drift_policy == DriftPolicy::Detect && observed.record.is_some(),
+        disposition: if migration.is_some() {
+            SiteDisposition::Migration
+        } else {
+            SiteDisposition::Reconcile
+        },
+        detect_only: migration.is_none()
+            && site.spec.drift_policy == DriftPolicy::Detect
+            && observed.record.is_some(),
         blocked_by,
         changes,
+        migration,
     }
+}
+
+/// The servers other than the spec's where the site is recorded and has not moved away:
+/// where a migration takes it from.
+pub fn migration_sources<'a>(
+    site: &Site,
+    observed: &'a BTreeMap<String, ObservedServer>,
+) -> Vec<&'a str> {
+    let wanted = site.spec.server.as_str();
+    observed
+        .iter()
+        .filter(|(name, server)| {
+            name.as_str() != wanted
+                && server
+                    .recorded_sites
+                    .iter()
+                    .any(|s| s == site.name.as_str())
+                && moved_to(server, site.name.as_str()).is_none()
+        })
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// Where a site recorded on `server` moved to, when a migration took it away.
+pub fn moved_to<'a>(server: &'a ObservedServer, site: &str) -> Option<&'a str> {
+    server
+        .sites
+        .get(site)
+        .and_then(|s| s.record.as_ref())
+        .and_then(|r| r.facts.get(MOVED_TO_FACT))
+        .map(String::as_str)
+}
+
+/// The record fact a migration leaves on its source.
+pub const MOVED_TO_FACT: &str = "movedTo";
+
+fn migration_plan(
+    site: &Site,
+    source: &str,
+    observed_target: &ObservedSite,
+    inputs: &PlanInputs,
+) -> MigrationPlan {
+    let journal = observed_target
+        .record
+        .as_ref()
+        .and_then(|r| Journal::parse(&r.journal));
+    let database_bytes = inputs
+        .observed
+        .get(source)
+        .and_then(|s| s.sites.get(site.name.as_str()))
+        .and_then(|s| s.database.as_ref())
+        .map_or(0, |d| d.size_bytes);
+    let sizes = inputs
+        .storage_sizes
+        .get(site.name.as_str())
+        .map(|measured| MoveSizes {
+            database_bytes,
+            ..*measured
+        });
+    MigrationPlan::new(
+        source,
+        site.spec.server.as_str(),
+        &site.spec.migration,
+        sizes,
+        journal.as_ref(),
+    )
+}
+
+fn preflight_reasons(site: &Site, migration: &MigrationPlan, inputs: &PlanInputs) -> Vec<String> {
+    let Some(target) = inputs.observed.get(&migration.target) else {
+        return Vec::new();
+    };
+    crate::migrate::preflight::preflight(site, &migration.target, target, migration.sizes)
+        .into_iter()
+        .map(|reason| format!("preflight: {reason}"))
+        .collect()
 }
 
 /// A followed branch whose tip the server could not resolve (`git ls-remote` failed) would
@@ -112,27 +230,11 @@ fn unresolved_source(
     ))
 }
 
-/// A site recorded on another server than its spec names is a migration. Until siteward
-/// moves data, it refuses to provision an empty copy on the new server.
-fn recorded_elsewhere(site: &Site, observed: &BTreeMap<String, ObservedServer>) -> Vec<String> {
-    let wanted = site.spec.server.as_str();
-    observed
-        .iter()
-        .filter(|(name, server)| name.as_str() != wanted && server.recorded_sites.iter().any(|s| s == site.name.as_str()))
-        .map(|(name, _)| {
-            format!(
-                "site `{}` lives on `{name}` while its spec says `{wanted}`: moving sites between servers is not supported by this release; point `server:` back to `{name}`",
-                site.name
-            )
-        })
-        .collect()
-}
-
 /// What the probe could not see that this site's plan depends on: a plan made without it
 /// could, say, create a database that exists on a server whose MariaDB did not answer.
-fn blocking_problems(site: &Site, server: Option<&ObservedServer>) -> Vec<String> {
+fn blocking_problems(site: &Site, name: &str, server: Option<&ObservedServer>) -> Vec<String> {
     let Some(server) = server else {
-        return vec![format!("server `{}` was not observed", site.spec.server)];
+        return vec![format!("server `{name}` was not observed")];
     };
     let engine_topic = site
         .spec
@@ -152,7 +254,7 @@ fn blocking_problems(site: &Site, server: Option<&ObservedServer>) -> Vec<String
                     || (problem.topic == "supervisor" && !site.spec.workers.is_empty())
             }
         })
-        .map(|problem| format!("{}: {}", problem.topic, problem.message))
+        .map(|problem| format!("{name}: {}: {}", problem.topic, problem.message))
         .collect()
 }
 
@@ -171,7 +273,7 @@ fn orphans(inputs: &PlanInputs) -> Vec<SitePlan> {
             let named = inputs.all_site_names.contains(&name.as_str());
             let site = observed.sites.get(name).cloned().unwrap_or_default();
             out.push(if named {
-                migration_source(server, name)
+                migration_source(server, name, moved_to(observed, name))
             } else {
                 orphan(server, name, &site, inputs.prune)
             });
@@ -180,23 +282,59 @@ fn orphans(inputs: &PlanInputs) -> Vec<SitePlan> {
     out
 }
 
-fn migration_source(server: &str, name: &str) -> SitePlan {
+fn migration_source(server: &str, name: &str, moved_to: Option<&str>) -> SitePlan {
+    let change = match moved_to {
+        Some(target) => Change::new(
+            ResourceKind::Site,
+            name,
+            Action::NoOp,
+            format!(
+                "moved to `{target}`; what is left on `{server}` stays as the migration's `onSource` said"
+            ),
+        ),
+        None => Change::new(
+            ResourceKind::Site,
+            name,
+            Action::Update,
+            format!(
+                "recorded on `{server}` while its spec places it elsewhere: the migration's source"
+            ),
+        ),
+    };
     SitePlan {
         site: name.to_owned(),
         server: server.to_owned(),
         disposition: SiteDisposition::Migration,
         detect_only: true,
         blocked_by: Vec::new(),
-        changes: vec![Change::new(
-            ResourceKind::Site,
-            name,
-            Action::Update,
-            format!("recorded on `{server}` while its spec places it elsewhere: a migration"),
-        )],
+        changes: vec![change],
+        migration: None,
     }
 }
 
 fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePlan {
+    let step = remove_site_step(name, site);
+    SitePlan {
+        site: name.to_owned(),
+        server: server.to_owned(),
+        disposition: SiteDisposition::Orphaned,
+        detect_only: !prune,
+        blocked_by: Vec::new(),
+        changes: vec![
+            Change::new(
+                ResourceKind::Site,
+                name,
+                Action::Delete,
+                format!("no spec names site `{name}`; removed only with `apply --prune`"),
+            )
+            .step(Step::RemoveSite(Box::new(step))),
+        ],
+        migration: None,
+    }
+}
+
+/// Removing everything siteward recorded of a site on a server: the record's facts say what.
+pub fn remove_site_step(name: &str, site: &ObservedSite) -> RemoveSiteStep {
     let facts = site
         .record
         .as_ref()
@@ -216,7 +354,7 @@ fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePla
                 .collect()
         })
         .unwrap_or_default();
-    let step = RemoveSiteStep {
+    RemoveSiteStep {
         site: name.to_owned(),
         user: facts.get("user").cloned(),
         root: facts.get("root").cloned(),
@@ -232,22 +370,6 @@ fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePla
                     .collect()
             })
             .unwrap_or_default(),
-    };
-    SitePlan {
-        site: name.to_owned(),
-        server: server.to_owned(),
-        disposition: SiteDisposition::Orphaned,
-        detect_only: !prune,
-        blocked_by: Vec::new(),
-        changes: vec![
-            Change::new(
-                ResourceKind::Site,
-                name,
-                Action::Delete,
-                format!("no spec names site `{name}`; removed only with `apply --prune`"),
-            )
-            .step(Step::RemoveSite(Box::new(step))),
-        ],
     }
 }
 
@@ -280,12 +402,14 @@ mod tests {
             observed.insert(name.to_owned(), server);
         }
         let secrets = ResolvedSecrets::default();
+        let sizes = BTreeMap::new();
         build_plan(&PlanInputs {
             sites: vec![site],
             all_site_names: vec!["shop"],
             observed: &observed,
             secrets: &secrets,
             prune: false,
+            storage_sizes: &sizes,
         })
     }
 
@@ -303,18 +427,65 @@ mod tests {
     }
 
     #[test]
-    fn a_site_recorded_on_another_server_is_not_provisioned_empty() {
+    fn a_site_recorded_on_another_server_is_a_migration_that_preflight_can_refuse() {
         let site = site("b");
         let plan = plan_for(&site, "a");
         let shop = plan.sites.iter().find(|s| s.server == "b").unwrap();
-        assert_eq!(shop.changes, vec![]);
+        assert_eq!(shop.disposition, SiteDisposition::Migration);
+        let migration = shop.migration.as_ref().unwrap();
+        assert_eq!(
+            (migration.source.as_str(), migration.target.as_str()),
+            ("a", "b")
+        );
+        // The empty observation of `b` has no nginx: the preflight names it, nothing is planned.
         assert!(
-            shop.blocked_by[0].contains("lives on `a`"),
+            shop.blocked_by
+                .iter()
+                .any(|r| r.contains("preflight: `b`: the web server nginx")),
             "{:?}",
             shop.blocked_by
         );
+        assert_eq!(shop.changes, vec![]);
         let source = plan.sites.iter().find(|s| s.server == "a").unwrap();
         assert_eq!(source.disposition, SiteDisposition::Migration);
-        assert_eq!(plan.step_count(), 0);
+        assert!(source.detect_only);
+    }
+
+    #[test]
+    fn a_site_that_moved_away_is_not_moved_again() {
+        let site = site("b");
+        let mut observed = BTreeMap::new();
+        let mut a = ObservedServer::default();
+        a.recorded_sites.push("shop".into());
+        let mut record = crate::observe::SiteRecord::default();
+        record.facts.insert(MOVED_TO_FACT.into(), "b".into());
+        a.sites.insert(
+            "shop".into(),
+            ObservedSite {
+                record: Some(record),
+                ..Default::default()
+            },
+        );
+        observed.insert("a".to_owned(), a);
+        observed.insert("b".to_owned(), ObservedServer::default());
+        assert!(migration_sources(&site, &observed).is_empty());
+        let secrets = ResolvedSecrets::default();
+        let sizes = BTreeMap::new();
+        let plan = build_plan(&PlanInputs {
+            sites: vec![&site],
+            all_site_names: vec!["shop"],
+            observed: &observed,
+            secrets: &secrets,
+            prune: false,
+            storage_sizes: &sizes,
+        });
+        let on_b = plan.sites.iter().find(|s| s.server == "b").unwrap();
+        assert_eq!(on_b.disposition, SiteDisposition::Reconcile);
+        let on_a = plan.sites.iter().find(|s| s.server == "a").unwrap();
+        assert_eq!(
+            on_a.pending().count(),
+            0,
+            "what is left on `a` is not a change"
+        );
     }
 }

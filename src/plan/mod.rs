@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod fingerprint;
+pub mod migration;
 pub mod render;
 pub mod step;
 
@@ -147,9 +148,17 @@ pub struct SitePlan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_by: Vec<String>,
     pub changes: Vec<Change>,
+    /// Set when the site moves here from another server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<migration::MigrationPlan>,
 }
 
 impl SitePlan {
+    /// Whether an apply has anything to do for this site: steps, or migration phases.
+    pub fn has_work(&self) -> bool {
+        self.steps().next().is_some() || self.migration.as_ref().is_some_and(|m| m.pending())
+    }
+
     /// Changes that do something.
     pub fn pending(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.action != Action::NoOp)
@@ -179,7 +188,7 @@ pub struct Plan {
 impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
-        self.step_count() > 0
+        self.sites.iter().any(SitePlan::has_work)
     }
 
     /// Number of steps an apply would run.

@@ -1,7 +1,10 @@
 //! Rendering a plan: text for terminals (colour optional), JSON for machines, Markdown for
 //! pull-request comments. Secrets never reach a plan; the caller scrubs resolved values too.
 
+use super::migration::{MigrationPlan, human_duration, mode_word};
 use super::{Action, Change, Plan, SiteDisposition, SitePlan};
+use crate::migrate::preflight::human_bytes;
+use crate::spec::site::OnSource;
 use owo_colors::{OwoColorize, Style};
 use std::fmt::Write as _;
 
@@ -61,9 +64,62 @@ fn site_heading(site: &SitePlan) -> String {
             " (orphaned — removed only with `apply --prune`)"
         }
         SiteDisposition::Orphaned => " (orphaned — removed by this apply)",
-        SiteDisposition::Migration => " (migration source)",
+        SiteDisposition::Migration => match &site.migration {
+            Some(migration) => {
+                return format!(
+                    "site {} moves from {} to {}",
+                    site.site, migration.source, migration.target
+                );
+            }
+            None => " (migration source)",
+        },
     };
     format!("site {} on {}{note}", site.site, site.server)
+}
+
+/// The lines of a migration: what moves, how long it may take, and each phase.
+fn migration_lines(migration: &MigrationPlan) -> Vec<String> {
+    let sizes = &migration.sizes;
+    let storage = if migration.sizes_measured {
+        format!(
+            "storage {} in {} files",
+            human_bytes(sizes.storage_bytes),
+            sizes.storage_files
+        )
+    } else {
+        "storage of unknown size (the source could not measure it)".to_owned()
+    };
+    let mut lines = vec![
+        format!(
+            "mode {}, on the source: {}",
+            mode_word(migration.mode),
+            match migration.on_source {
+                OnSource::Keep => "keep",
+                OnSource::Stop => "stop",
+                OnSource::Remove => "remove",
+            }
+        ),
+        format!(
+            "moves database {}, {storage}; estimate about {}",
+            human_bytes(sizes.database_bytes),
+            human_duration(migration.estimate_seconds)
+        ),
+    ];
+    if let Some(started) = migration.resumed_from_unix {
+        lines.push(format!(
+            "resumes the migration started at unix time {started} from its journal"
+        ));
+    }
+    for (index, phase) in migration.phases.iter().enumerate() {
+        let mark = if phase.done { "done" } else { "todo" };
+        lines.push(format!(
+            "{:>2}. [{mark}] {}: {}",
+            index + 1,
+            phase.phase.word(),
+            phase.what
+        ));
+    }
+    lines
 }
 
 fn site_text(out: &mut String, site: &SitePlan, color: bool) {
@@ -74,6 +130,18 @@ fn site_text(out: &mut String, site: &SitePlan, color: bool) {
         "{}",
         paint(color, &site_heading(site), Style::new().bold())
     );
+    for reason in &site.blocked_by {
+        let _ = writeln!(
+            out,
+            "  {} {reason}",
+            paint(color, "cannot plan:", Style::new().red())
+        );
+    }
+    if let Some(migration) = &site.migration {
+        for line in migration_lines(migration) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     if pending.is_empty() {
         let _ = writeln!(out, "  up to date ({unchanged} resources)\n");
         return;
@@ -134,14 +202,23 @@ pub fn summary(plan: &Plan) -> String {
         .filter(|s| s.detect_only)
         .map(|s| s.pending().count())
         .sum();
+    let migrations = plan
+        .sites
+        .iter()
+        .filter(|s| s.migration.as_ref().is_some_and(|m| m.pending()))
+        .count();
     let mut line = if plan.has_changes() {
-        format!(
+        let mut line = format!(
             "Plan: {} to create, {} to update, {} to delete; {} steps.",
             count(Action::Create),
             count(Action::Update),
             count(Action::Delete),
             plan.step_count()
-        )
+        );
+        if migrations > 0 {
+            let _ = write!(line, " {migrations} site(s) to move between servers.");
+        }
+        line
     } else {
         "No changes: the servers match the specs.".to_owned()
     };
@@ -167,6 +244,12 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(out, "#### {}\n", site_heading(site));
         for reason in &site.blocked_by {
             let _ = writeln!(out, "**Cannot plan:** {reason}\n");
+        }
+        if let Some(migration) = &site.migration {
+            for line in migration_lines(migration) {
+                let _ = writeln!(out, "- {line}");
+            }
+            out.push('\n');
         }
         let pending: Vec<&Change> = site.pending().collect();
         if pending.is_empty() {

@@ -45,6 +45,11 @@ pub struct ServerSpec {
     /// Web server for vhosts.
     #[serde(default)]
     pub web_server: WebServer,
+    /// Seconds between SSH keepalives while the server is silent; after three unanswered ones
+    /// the connection counts as cut (a long copy then fails and the next apply resumes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
+    pub keepalive_seconds: Option<u16>,
 }
 
 /// Administration access to a database server.

@@ -45,6 +45,8 @@ pub struct NewSiteRun<'a> {
     pub millis: i64,
     pub error: Option<&'a str>,
     pub steps_json: &'a str,
+    /// The migration report (JSON), when the site moved in this run.
+    pub migration_json: Option<&'a str>,
 }
 
 /// A site's last known condition.
@@ -74,6 +76,7 @@ pub struct SiteRunRecord {
     pub millis: i64,
     pub error: Option<String>,
     pub steps_json: String,
+    pub migration_json: Option<String>,
 }
 
 /// The store, on SQLite or PostgreSQL.
@@ -157,7 +160,7 @@ impl StateStore {
         run_id: i64,
         site: &NewSiteRun<'_>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO site_runs (run_id, site, server, ok, millis, error, steps_json) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        const SQL: &str = "INSERT INTO site_runs (run_id, site, server, ok, millis, error, steps_json, migration_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         macro_rules! run {
             ($pool:expr) => {
                 sqlx::query(SQL)
@@ -168,6 +171,7 @@ impl StateStore {
                     .bind(site.millis)
                     .bind(site.error)
                     .bind(site.steps_json)
+                    .bind(site.migration_json)
                     .execute($pool)
                     .await?
             };
@@ -242,7 +246,7 @@ impl StateStore {
         site: &str,
         limit: i64,
     ) -> Result<Vec<SiteRunRecord>, StoreError> {
-        const SQL: &str = "SELECT s.run_id, r.kind, r.started_unix, s.site, s.server, s.ok, s.millis, s.error, s.steps_json \
+        const SQL: &str = "SELECT s.run_id, r.kind, r.started_unix, s.site, s.server, s.ok, s.millis, s.error, s.steps_json, s.migration_json \
                            FROM site_runs s JOIN runs r ON r.id = s.run_id WHERE s.site = $1 ORDER BY s.id DESC LIMIT $2";
         macro_rules! rows {
             ($pool:expr) => {
@@ -263,6 +267,7 @@ impl StateStore {
                             millis: row.try_get(6)?,
                             error: row.try_get(7)?,
                             steps_json: row.try_get(8)?,
+                            migration_json: row.try_get(9)?,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?
@@ -276,7 +281,7 @@ impl StateStore {
 
     /// Every text column of every table, for audits (the secret canary test).
     pub async fn dump_text(&self) -> Result<String, StoreError> {
-        const SQL: &str = "SELECT kind || summary || plan_json FROM runs UNION ALL SELECT site || COALESCE(error, '') || steps_json FROM site_runs UNION ALL SELECT site || reason || message FROM conditions";
+        const SQL: &str = "SELECT kind || summary || plan_json FROM runs UNION ALL SELECT site || COALESCE(error, '') || steps_json || COALESCE(migration_json, '') FROM site_runs UNION ALL SELECT site || reason || message FROM conditions";
         let rows: Vec<String> = match self {
             StateStore::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
             StateStore::Postgres(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,

@@ -210,6 +210,46 @@ impl Host {
         run_with_stdin(command, None)?.into_stdout(&what)
     }
 
+    /// Cuts the host off the network (`scripts/fleet cut`): every packet to and from it is
+    /// silently dropped, so new connections time out and connections in flight stall, as on a
+    /// real network cut. `exec` (no network) keeps working. Undone by [`Host::heal_network`],
+    /// by `scripts/fleet up` and by stopping the host.
+    pub fn cut_network(&self) -> Result<()> {
+        Fleet::run(&["cut", &self.name]).map(drop)
+    }
+
+    /// Undoes [`Host::cut_network`]; a no-op when the host is not cut.
+    pub fn heal_network(&self) -> Result<()> {
+        Fleet::run(&["heal", &self.name]).map(drop)
+    }
+
+    /// Whether the host's network is cut (`FLEET_CUT` of `scripts/fleet env`).
+    pub fn network_is_cut(&self) -> Result<bool> {
+        let env = Fleet::run(&["env", &self.name])?;
+        Ok(env.lines().any(|line| line == "FLEET_CUT=yes"))
+    }
+
+    /// An `ssh` command running `cmd` on the host with the options of [`Host::ssh`], to spawn
+    /// (streams, commands interrupted by a test).
+    pub fn ssh_command(&self, cmd: &str) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(["-i".as_ref(), self.key_path.as_os_str()])
+            .arg(format!(
+                "-oUserKnownHostsFile={}",
+                self.known_hosts.display()
+            ))
+            .args([
+                "-oStrictHostKeyChecking=yes",
+                "-oBatchMode=yes",
+                "-oConnectTimeout=10",
+            ])
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{}@{}", self.user, self.address))
+            .arg(cmd);
+        command
+    }
+
     /// The content of file `path` on the host.
     pub fn read_file(&self, path: &str) -> Result<String> {
         self.exec(&format!("cat -- {}", shell_quote(path)))

@@ -42,16 +42,7 @@ impl SiteUnderTest {
     /// Removes the site from the host: programs, managed files, user and home, record,
     /// databases.
     pub fn clean(&self) -> Result<()> {
-        let script = format!(
-            "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
-             /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
-             pkill -u {u} >/dev/null 2>&1; userdel -r -f {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /home/{u} /var/lib/siteward/sites/{n}; \
-             mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; \
-             runuser -u postgres -- psql -Xq -c 'DROP DATABASE IF EXISTS {u} WITH (FORCE)' -c 'DROP ROLE IF EXISTS {u}' >/dev/null 2>&1; true",
-            n = self.name,
-            u = self.user()
-        );
-        self.host.exec(&script).map(drop)
+        clean_site(&self.host, &self.name)
     }
 
     /// Runs siteward in the workspace with the site's secrets.
@@ -100,6 +91,22 @@ impl SiteUnderTest {
         ensure!(status == 200, "status {status}: {body}");
         serde_json::from_str(&body).with_context(|| format!("page body: {body}"))
     }
+}
+
+/// Removes site `name` from `host`: programs, managed files, user and home, record,
+/// databases (the user and database are `name` with `-` turned into `_`).
+pub fn clean_site(host: &Host, name: &str) -> Result<()> {
+    let script = format!(
+        "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
+         /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
+         pkill -u {u} >/dev/null 2>&1; userdel -r -f {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /home/{u} /var/lib/siteward/sites/{n}; \
+         mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; \
+         redis-cli --scan --pattern '{u}_*' | xargs -r redis-cli del >/dev/null 2>&1; \
+         runuser -u postgres -- psql -Xq -c 'DROP DATABASE IF EXISTS {u} WITH (FORCE)' -c 'DROP ROLE IF EXISTS {u}' >/dev/null 2>&1; true",
+        n = name,
+        u = name.replace('-', "_")
+    );
+    host.exec(&script).map(drop)
 }
 
 /// Waits until `check` holds, polling; fails naming `what`.

@@ -1,0 +1,204 @@
+//! Progress of the long copies: a bar with bytes, rate and ETA on a terminal, a log line every
+//! few seconds otherwise (CI logs, the daemon).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::preflight::human_bytes;
+
+/// How often a log line is written when there is no terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+/// How often a bar is redrawn.
+const DRAW_EVERY: Duration = Duration::from_millis(200);
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Bars on stderr.
+    Bars,
+    /// Periodic `tracing` lines.
+    Lines,
+    /// Nothing (tests, benchmarks of the library).
+    Off,
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal, lines otherwise.
+    pub fn detect() -> Progress {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() && std::env::var_os("SITEWARD_NO_PROGRESS").is_none() {
+            Progress::Bars
+        } else {
+            Progress::Lines
+        }
+    }
+
+    /// Starts showing one copy; `expected` is the size measured on the source, when known.
+    pub fn meter(self, label: &str, expected: Option<u64>) -> Meter {
+        let counter = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let shown = match self {
+            Progress::Off => None,
+            Progress::Bars => Some(spawn_bar(label, expected, &counter, &done)),
+            Progress::Lines => Some(spawn_lines(label, expected, &counter, &done)),
+        };
+        Meter {
+            counter,
+            done,
+            shown,
+        }
+    }
+}
+
+/// Counts the bytes of one copy while it runs.
+pub struct Meter {
+    counter: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    shown: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Meter {
+    /// A meter that shows nothing.
+    pub fn none() -> Meter {
+        Progress::Off.meter("", None)
+    }
+
+    /// Adds bytes that went through.
+    pub fn add(&self, bytes: u64) {
+        self.counter.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes so far.
+    pub fn bytes(&self) -> u64 {
+        self.counter.load(Ordering::Relaxed)
+    }
+
+    /// Stops showing progress.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.shown.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_bar(
+    label: &str,
+    expected: Option<u64>,
+    counter: &Arc<AtomicU64>,
+    done: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let bar = match expected {
+        Some(total) if total > 0 => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>18} [{bar:30}] {bytes}/~{total_bytes} on the wire  {bytes_per_sec}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            ),
+        _ => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix:>18} {spinner} {bytes} on the wire  {bytes_per_sec}  {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_prefix(label.to_owned());
+    let (counter, done) = (counter.clone(), done.clone());
+    std::thread::spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            bar.set_position(counter.load(Ordering::Relaxed));
+            std::thread::sleep(DRAW_EVERY);
+        }
+        bar.set_position(counter.load(Ordering::Relaxed));
+        bar.finish_and_clear();
+    })
+}
+
+fn spawn_lines(
+    label: &str,
+    expected: Option<u64>,
+    counter: &Arc<AtomicU64>,
+    done: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let label = label.to_owned();
+    let (counter, done) = (counter.clone(), done.clone());
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut next = started + LOG_EVERY;
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if Instant::now() < next {
+                continue;
+            }
+            next += LOG_EVERY;
+            let bytes = counter.load(Ordering::Relaxed);
+            tracing::info!(
+                "{}",
+                progress_line(&label, bytes, expected, started.elapsed())
+            );
+        }
+    })
+}
+
+/// `storage: 120.0 MiB on the wire of ~1.0 GiB, 24.0 MiB/s, ETA 37 s`.
+pub fn progress_line(label: &str, bytes: u64, expected: Option<u64>, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64().max(0.001);
+    let rate = bytes as f64 / seconds;
+    let mut line = format!("{label}: {} on the wire", human_bytes(bytes));
+    if let Some(total) = expected.filter(|t| *t > 0) {
+        line.push_str(&format!(" of ~{}", human_bytes(total)));
+    }
+    line.push_str(&format!(", {}/s", human_bytes(rate as u64)));
+    if let Some(total) = expected.filter(|t| *t > bytes)
+        && rate > 0.0
+    {
+        let eta = ((total - bytes) as f64 / rate).ceil() as u64;
+        line.push_str(&format!(
+            ", ETA {}",
+            crate::plan::migration::human_duration(eta)
+        ));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_has_bytes_rate_and_eta() {
+        let line = progress_line("storage", 10 << 20, Some(30 << 20), Duration::from_secs(5));
+        assert_eq!(
+            line,
+            "storage: 10.0 MiB on the wire of ~30.0 MiB, 2.0 MiB/s, ETA 10 s"
+        );
+    }
+
+    #[test]
+    fn without_a_size_there_is_no_eta() {
+        let line = progress_line("database shop", 2048, None, Duration::from_secs(1));
+        assert_eq!(line, "database shop: 2.0 KiB on the wire, 2.0 KiB/s");
+    }
+
+    #[test]
+    fn a_meter_counts_what_goes_through() {
+        let meter = Progress::Off.meter("x", None);
+        meter.add(5);
+        meter.add(7);
+        assert_eq!(meter.bytes(), 12);
+        meter.finish();
+    }
+}

@@ -1,0 +1,688 @@
+//! Migrations against real servers: a site applied on one fleet host, its spec re-pointed at
+//! another, and `siteward apply` moving it — database, storage, `.env`, code, crons and
+//! workers — in `test` then `final-sync` mode; a failed validation; a killed run and network
+//! cuts that the next apply resumes. Hosts: `t-migrate-*`.
+
+mod support;
+
+use anyhow::{Context, Result, ensure};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::site::{clean_site, wait_for};
+use support::{CommandOutput, Fleet, Host, Workspace, server_spec};
+
+/// A site moving from server `a` to server `b`.
+struct Move {
+    workspace: Workspace,
+    a: Host,
+    b: Host,
+    name: String,
+    engine: &'static str,
+    env: Vec<(String, String)>,
+    /// Extra spec lines for the Server documents (both).
+    server_extra: &'static str,
+}
+
+impl Move {
+    fn new(a: &str, b: &str, name: &str, engine: &'static str) -> Result<Move> {
+        Self::with_servers(a, b, name, engine, "")
+    }
+
+    fn with_servers(
+        a: &str,
+        b: &str,
+        name: &str,
+        engine: &'static str,
+        server_extra: &'static str,
+    ) -> Result<Move> {
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| Fleet::up(a));
+            let b = scope.spawn(|| Fleet::up(b));
+            (a.join().expect("fleet up"), b.join().expect("fleet up"))
+        });
+        let (a, b) = (a?, b?);
+        clean_site(&a, name)?;
+        clean_site(&b, name)?;
+        let workspace = Workspace::new()?;
+        for (server, host) in [("a", &a), ("b", &b)] {
+            workspace.write_spec(
+                &format!("servers/{server}.yaml"),
+                &format!("{}{server_extra}", server_spec(server, host)),
+            )?;
+        }
+        let upper = name.to_uppercase().replace('-', "_");
+        let env = vec![
+            (
+                format!("{upper}_APP_KEY"),
+                "base64:dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTA=".to_owned(),
+            ),
+            (format!("{upper}_DB_PASSWORD"), format!("{name}-db-pass")),
+        ];
+        Ok(Move {
+            workspace,
+            a,
+            b,
+            name: name.to_owned(),
+            engine,
+            env,
+            server_extra,
+        })
+    }
+
+    fn user(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    fn root(&self) -> String {
+        format!("/home/{}/{}.test", self.user(), self.name)
+    }
+
+    fn domain(&self) -> String {
+        format!("{}.test", self.name)
+    }
+
+    /// Writes the site's spec, placed on `server`.
+    fn place(&self, server: &str, mode: &str, on_source: &str) -> Result<()> {
+        let (connection, port) = if self.engine == "postgres" {
+            ("pgsql", 5432)
+        } else {
+            ("mysql", 3306)
+        };
+        let name = &self.name;
+        let upper = name.to_uppercase().replace('-', "_");
+        let spec = format!(
+            r#"apiVersion: siteward.dev/v1
+kind: Site
+metadata:
+  name: {name}
+spec:
+  server: {server}
+  type: laravel
+  domain: {name}.test
+  user: {db}
+  php: "8.2"
+  webDirectory: public
+  source:
+    repository: git://10.77.0.1/app.git
+    branch: main
+  deploy:
+    script: |
+      php artisan migrate --force
+  env:
+    APP_NAME: {name}
+    APP_ENV: production
+    APP_KEY: {{secret: env:{upper}_APP_KEY}}
+    DB_CONNECTION: {connection}
+    DB_HOST: localhost
+    DB_PORT: {port}
+    DB_DATABASE: {db}
+    DB_USERNAME: {db}
+    DB_PASSWORD: {{secret: env:{upper}_DB_PASSWORD}}
+    REDIS_HOST: 127.0.0.1
+    REDIS_PREFIX: {db}_
+  database:
+    engine: {engine}
+    name: {db}
+    users:
+      - name: {db}
+        password: {{secret: env:{upper}_DB_PASSWORD}}
+  redis:
+    required: true
+  workers:
+    - name: queue
+      command: php artisan queue:work
+  storage:
+    - storage/app/public
+    - storage/app/private
+  health:
+    path: /up
+    expectBody: OK
+  migration:
+    mode: {mode}
+    onSource: {on_source}
+"#,
+            db = self.user(),
+            engine = self.engine,
+        );
+        self.workspace.write_spec("sites/site.yaml", &spec)?;
+        Ok(())
+    }
+
+    fn siteward(&self, args: &[&str]) -> Result<CommandOutput> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.workspace.siteward_with_env(args, &env)
+    }
+
+    fn apply(&self) -> Result<CommandOutput> {
+        self.siteward(&["apply", "--auto-approve"])
+    }
+
+    /// `siteward apply` started in the background (for killing it or cutting its network).
+    fn spawn_apply(&self) -> Result<Child> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_siteward"));
+        command
+            .args(["apply", "--auto-approve"])
+            .current_dir(self.workspace.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command.spawn().context("failed to start siteward")
+    }
+
+    /// The last migration report, as `siteward report` prints it in JSON.
+    fn report(&self) -> Result<serde_json::Value> {
+        let out = self.siteward(&["report", &self.name, "--format", "json"])?;
+        out.assert_success();
+        serde_json::from_str(&out.stdout).context("report JSON")
+    }
+
+    /// The plan's exit code with `--detailed-exitcode` (0: nothing to do, 2: changes).
+    fn plan_code(&self) -> Result<i32> {
+        let out = self.siteward(&["plan", "--detailed-exitcode"])?;
+        out.code().context("plan was killed")
+    }
+
+    /// SQL as the administrator in the site's database, on `host`.
+    fn sql(&self, host: &Host, sql: &str) -> Result<String> {
+        if self.engine == "postgres" {
+            host.psql(&format!("\\c {}\n{sql}", self.user()))
+        } else {
+            host.mysql(&format!("USE {};\n{sql}", self.user()))
+        }
+    }
+
+    fn journal(&self, host: &Host) -> Result<String> {
+        host.exec(&format!(
+            "cat /var/lib/siteward/sites/{}/journal 2>/dev/null; true",
+            self.name
+        ))
+    }
+}
+
+// --- data ---------------------------------------------------------------------------------------
+
+/// Tables with utf8mb4 text and blobs, a trigger, a view and a routine, in the site's database.
+fn seed_database(site: &Move) -> Result<()> {
+    let sql = if site.engine == "postgres" {
+        "CREATE TABLE memos (id serial PRIMARY KEY, body text NOT NULL, photo bytea);
+CREATE TABLE memo_audit (id serial PRIMARY KEY, memo_id int);
+CREATE FUNCTION audit_memo() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO memo_audit (memo_id) VALUES (NEW.id); RETURN NEW; END $$;
+CREATE TRIGGER memo_audit AFTER INSERT ON memos FOR EACH ROW EXECUTE FUNCTION audit_memo();
+CREATE VIEW long_memos AS SELECT id, body FROM memos WHERE length(body) > 10;
+INSERT INTO memos (body, photo) VALUES ('Café ☕ 🚀 ✓ naïve', '\\x00ff10275c0a0d22');
+INSERT INTO memos (body, photo) SELECT 'note ' || n || ' 🧪', sha256(n::text::bytea) FROM generate_series(1, 3000) n;
+GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;"
+            .to_owned()
+    } else {
+        "SET NAMES utf8mb4;
+CREATE TABLE memos (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(200) NOT NULL, photo BLOB)
+  ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+CREATE TABLE memo_audit (id INT AUTO_INCREMENT PRIMARY KEY, memo_id INT) ENGINE=InnoDB;
+CREATE TRIGGER memo_audit AFTER INSERT ON memos FOR EACH ROW INSERT INTO memo_audit (memo_id) VALUES (NEW.id);
+CREATE VIEW long_memos AS SELECT id, body FROM memos WHERE CHAR_LENGTH(body) > 10;
+CREATE FUNCTION shout(t VARCHAR(200)) RETURNS VARCHAR(200) DETERMINISTIC RETURN UPPER(t);
+CREATE EVENT memo_purge ON SCHEDULE EVERY 1 DAY DO DELETE FROM memo_audit WHERE id < 0;
+INSERT INTO memos (body, photo) VALUES ('Café ☕ 🚀 ✓ naïve', UNHEX('00FF10275C0A0D22'));
+SET SESSION max_recursive_iterations = 100000;
+INSERT INTO memos (body, photo)
+  WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 3000)
+  SELECT CONCAT('note ', n, ' 🧪'), UNHEX(SHA2(n, 256)) FROM seq;"
+            .to_owned()
+    };
+    site.sql(&site.a, &sql).map(drop)
+}
+
+/// What the seeded tables hold, and that their schema objects exist.
+fn database_digest(site: &Move, host: &Host) -> Result<String> {
+    let sql = if site.engine == "postgres" {
+        "SELECT count(*), md5(string_agg(id || ':' || body || ':' || encode(photo, 'hex'), ',' ORDER BY id)) FROM memos;
+SELECT count(*) FROM memo_audit;
+SELECT body FROM memos WHERE id = 1;
+SELECT count(*) FROM long_memos;
+SELECT tgname FROM pg_trigger WHERE tgname = 'memo_audit';"
+    } else {
+        "SET NAMES utf8mb4;
+SELECT COUNT(*), MD5(GROUP_CONCAT(id, ':', body, ':', HEX(photo) ORDER BY id SEPARATOR ',')) FROM memos;
+SELECT COUNT(*) FROM memo_audit;
+SELECT body FROM memos WHERE id = 1;
+SELECT COUNT(*) FROM long_memos;
+SELECT shout('ok');
+SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_NAME = 'memo_audit';"
+    };
+    let sql = if site.engine == "postgres" {
+        sql.to_owned()
+    } else {
+        format!("SET SESSION group_concat_max_len = 100000000;\n{sql}")
+    };
+    site.sql(host, &sql)
+}
+
+/// Many small files, a large one, odd names and a symlink in the site's storage on `a`.
+fn seed_storage(site: &Move, large_mb: u32) -> Result<()> {
+    let script = format!(
+        r#"set -eu
+d={root}/shared/storage/app/public/media
+mkdir -p "$d/many" {root}/shared/storage/app/private
+for i in $(seq 1 800); do echo "file $i" > "$d/many/f$i.txt"; done
+head -c {large_mb}M /dev/urandom > "$d/large.bin"
+echo space > "$d/with space.txt"
+echo newline > "$d/$(printf 'new\nline.txt')"
+echo latin1 > "$d/$(printf 'caf\351.txt')"
+ln -sfn large.bin "$d/link-to-large"
+echo secret-invoice > {root}/shared/storage/app/private/invoice.pdf
+chmod 0600 {root}/shared/storage/app/private/invoice.pdf
+chown -R -h {user}: {root}/shared/storage"#,
+        root = site.root(),
+        user = site.user(),
+    );
+    site.a.exec(&script).map(drop)
+}
+
+/// Every storage entry with type, mode, size, link target and content hash (NUL-safe).
+fn storage_digest(site: &Move, host: &Host) -> Result<String> {
+    host.exec(&format!(
+        "cd {}/shared && find storage/app -printf '%y %m %u %p -> %l\\n' | LC_ALL=C sort | sha256sum; \
+         find storage/app -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum; \
+         find storage/app -type f | wc -l",
+        site.root()
+    ))
+}
+
+/// The state of the seeded MariaDB event on `host` (`ENABLED`, `DISABLED`).
+fn event_status(site: &Move, host: &Host) -> Result<String> {
+    site.sql(
+        host,
+        "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_NAME = 'memo_purge';",
+    )
+}
+
+fn hostname(host: &Host) -> Result<String> {
+    Ok(host.exec("hostname")?.trim().to_owned())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn cron_live(site: &Move, host: &Host) -> Result<bool> {
+    host.exists(&format!("/etc/cron.d/siteward-{}", site.name))
+}
+
+fn worker_running(site: &Move, host: &Host) -> Result<bool> {
+    let status = host.exec(&format!(
+        "supervisorctl status 'siteward-{}-queue:*' 2>&1; true",
+        site.name
+    ))?;
+    Ok(status.contains("RUNNING"))
+}
+
+/// Pushes a queue job on `host` (into that host's Redis), as the site's user.
+fn push_job(site: &Move, host: &Host, id: &str) -> Result<()> {
+    host.exec(&format!(
+        "cd {}/current && runuser -u {} -- php artisan queue:push {id}",
+        site.root(),
+        site.user()
+    ))
+    .map(drop)
+}
+
+fn job_hosts(site: &Move, host: &Host, id: &str) -> Result<Vec<String>> {
+    let rows = site.sql(
+        host,
+        &format!("SELECT host FROM jobs_done WHERE job_id = '{id}';"),
+    )?;
+    Ok(rows.lines().map(str::to_owned).collect())
+}
+
+/// Each scheduler run on `host`'s database: (host, unix time).
+fn schedule_runs(site: &Move, host: &Host) -> Result<Vec<(String, u64)>> {
+    let sql = if site.engine == "postgres" {
+        "SELECT host || ' ' || extract(epoch FROM ran_at)::bigint FROM schedule_runs ORDER BY id;"
+    } else {
+        "SELECT CONCAT(host, ' ', UNIX_TIMESTAMP(ran_at)) FROM schedule_runs ORDER BY id;"
+    };
+    site.sql(host, sql)?
+        .lines()
+        .map(|line| {
+            let (host, at) = line.rsplit_once(' ').context("schedule row")?;
+            Ok((host.to_owned(), at.parse()?))
+        })
+        .collect()
+}
+
+/// A migration whose report passed every check.
+fn assert_report(site: &Move, ready: bool) -> Result<serde_json::Value> {
+    let report = site.report()?;
+    ensure!(report["ok"] == true, "report: {report:#}");
+    ensure!(report["readyForCutover"] == ready, "report: {report:#}");
+    let checks = report["checks"].as_array().context("checks")?;
+    ensure!(!checks.is_empty(), "no checks: {report:#}");
+    ensure!(
+        checks.iter().all(|c| c["ok"] == true),
+        "a check failed: {report:#}"
+    );
+    Ok(report)
+}
+
+// --- tests --------------------------------------------------------------------------------------
+
+#[test]
+fn a_mariadb_site_moves_in_test_mode_then_final_sync_with_jobs_on_one_server_at_a_time()
+-> Result<()> {
+    let site = Move::new("t-migrate-a", "t-migrate-b", "mig-maria", "mysql")?;
+    site.place("a", "test", "stop")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    seed_storage(&site, 24)?;
+    site.a.exec(&format!(
+        "echo 'HAND_MADE=kept from a' >> {}/shared/.env",
+        site.root()
+    ))?;
+
+    // Re-pointed, in test mode: the plan shows the move with its sizes; B gets everything,
+    // its jobs installed but paused; A stays the live runner.
+    site.place("b", "test", "stop")?;
+    let plan = site.siteward(&["plan"])?;
+    plan.assert_success();
+    ensure!(
+        plan.stdout.contains("site mig-maria moves from a to b")
+            && plan.stdout.contains("database-copied")
+            && plan.stdout.contains("estimate about"),
+        "plan: {}",
+        plan.stdout
+    );
+    site.apply()?.assert_success();
+    assert_report(&site, false)?;
+    ensure!(database_digest(&site, &site.a)? == database_digest(&site, &site.b)?);
+    ensure!(database_digest(&site, &site.b)?.contains("Café ☕ 🚀 ✓ naïve"));
+    ensure!(storage_digest(&site, &site.a)? == storage_digest(&site, &site.b)?);
+    let env_b = site.b.read_file(&format!("{}/shared/.env", site.root()))?;
+    ensure!(env_b.contains("HAND_MADE=kept from a") && env_b.contains("APP_NAME=mig-maria"));
+    ensure!(cron_live(&site, &site.a)? && worker_running(&site, &site.a)?);
+    ensure!(!cron_live(&site, &site.b)? && !worker_running(&site, &site.b)?);
+    // A database event is a job too: it stays off on B while A is live.
+    ensure!(event_status(&site, &site.a)? == "ENABLED");
+    ensure!(event_status(&site, &site.b)? == "DISABLED");
+    let (status, body) = site.b.http_get(&site.domain(), "/up")?;
+    ensure!(status == 200 && body.contains("OK"), "B: {status} {body}");
+    ensure!(
+        site.plan_code()? == 0,
+        "a tested migration has nothing more to do"
+    );
+
+    // More data on A, then final-sync: A stops, the data is synced again, B takes over.
+    site.sql(
+        &site.a,
+        "INSERT INTO memos (body) VALUES ('written after the test');",
+    )?;
+    site.place("b", "final-sync", "stop")?;
+    let before = now_unix();
+    site.apply()?.assert_success();
+    let switched = now_unix();
+    assert_report(&site, true)?;
+    ensure!(database_digest(&site, &site.a)? == database_digest(&site, &site.b)?);
+    ensure!(
+        site.sql(
+            &site.b,
+            "SELECT COUNT(*) FROM memos WHERE body = 'written after the test';"
+        )? == "1"
+    );
+    ensure!(storage_digest(&site, &site.a)? == storage_digest(&site, &site.b)?);
+    ensure!(cron_live(&site, &site.b)? && worker_running(&site, &site.b)?);
+    ensure!(!cron_live(&site, &site.a)? && !worker_running(&site, &site.a)?);
+    ensure!(event_status(&site, &site.b)? == "ENABLED");
+    ensure!(event_status(&site, &site.a)? == "DISABLED");
+    // onSource: stop — A no longer serves the site; its files and database stay.
+    ensure!(
+        !site
+            .a
+            .exists(&format!("/etc/nginx/conf.d/siteward-{}.conf", site.name))?
+    );
+    ensure!(site.a.exists(&format!("{}/shared/.env", site.root()))?);
+    ensure!(
+        site.plan_code()? == 0,
+        "a finished migration is not planned again"
+    );
+
+    // The job records: after the switch only B's scheduler and workers run, nothing twice.
+    let (a_name, b_name) = (hostname(&site.a)?, hostname(&site.b)?);
+    // Unique ids: a job left queued in A's Redis by an earlier run must not count.
+    let (job_b, job_a) = (format!("b-{switched}"), format!("a-{switched}"));
+    push_job(&site, &site.b, &job_b)?;
+    push_job(&site, &site.a, &job_a)?;
+    wait_for(
+        "a scheduler run on B after the switch",
+        Duration::from_secs(130),
+        || {
+            Ok(schedule_runs(&site, &site.b)?
+                .iter()
+                .any(|(host, at)| *host == b_name && *at > switched))
+        },
+    )?;
+    wait_for(
+        "B's worker to handle its job",
+        Duration::from_secs(30),
+        || Ok(job_hosts(&site, &site.b, &job_b)? == vec![b_name.clone()]),
+    )?;
+    let runs = schedule_runs(&site, &site.b)?;
+    ensure!(
+        runs.iter()
+            .all(|(host, at)| *at <= before || *host == b_name),
+        "only B's scheduler runs after the switch: {runs:?}"
+    );
+    let mut minutes: Vec<u64> = runs.iter().map(|(_, at)| at / 60).collect();
+    let all = minutes.len();
+    minutes.dedup();
+    ensure!(minutes.len() == all, "no minute ran twice: {runs:?}");
+    let on_a = schedule_runs(&site, &site.a)?;
+    ensure!(
+        on_a.iter()
+            .all(|(host, at)| *at <= switched && *host == a_name),
+        "A ran nothing after the switch: {on_a:?}"
+    );
+    ensure!(
+        job_hosts(&site, &site.a, &job_a)?.is_empty(),
+        "A's workers are stopped"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_postgres_site_moves_with_final_sync_and_on_source_remove_leaves_nothing_on_the_source()
+-> Result<()> {
+    let site = Move::new("t-migrate-c", "t-migrate-d", "mig-pg", "postgres")?;
+    site.place("a", "final-sync", "remove")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    seed_storage(&site, 8)?;
+    let database_on_a = database_digest(&site, &site.a)?;
+    let storage_on_a = storage_digest(&site, &site.a)?;
+
+    site.place("b", "final-sync", "remove")?;
+    let out = site.apply()?;
+    out.assert_success();
+    ensure!(
+        out.stdout.contains("ready for cutover"),
+        "the report is printed: {}",
+        out.stdout
+    );
+    let report = assert_report(&site, true)?;
+    ensure!(
+        report["database"][0]["tables"]
+            .as_array()
+            .is_some_and(|t| t.len() >= 3)
+    );
+    ensure!(database_digest(&site, &site.b)? == database_on_a);
+    ensure!(database_digest(&site, &site.b)?.contains("Café ☕ 🚀 ✓ naïve"));
+    ensure!(storage_digest(&site, &site.b)? == storage_on_a);
+    ensure!(cron_live(&site, &site.b)? && worker_running(&site, &site.b)?);
+    // Nothing of the site is left on A.
+    let user = site.user();
+    let leftovers = site.a.exec(&format!(
+        "id -u {user} 2>/dev/null; ls -d /home/{user} /var/lib/siteward/sites/{n} /etc/cron.d/siteward-{n} \
+         /etc/nginx/conf.d/siteward-{n}.conf /etc/supervisor/conf.d/siteward-{n}-* 2>/dev/null; \
+         runuser -u postgres -- psql -XAtc \"SELECT datname FROM pg_database WHERE datname = '{user}' UNION ALL SELECT rolname FROM pg_roles WHERE rolname = '{user}'\"; true",
+        n = site.name
+    ))?;
+    ensure!(leftovers.trim().is_empty(), "left on A: {leftovers}");
+    ensure!(site.plan_code()? == 0);
+    Ok(())
+}
+
+#[test]
+fn a_failed_validation_brings_the_source_back_and_the_next_apply_converges() -> Result<()> {
+    let site = Move::new("t-migrate-e", "t-migrate-f", "mig-back", "mysql")?;
+    site.place("a", "test", "keep")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    site.place("b", "test", "keep")?;
+    site.apply()?.assert_success();
+
+    // Redis on B starts refusing the site: the handover fails after A was stopped.
+    site.b.redis("CONFIG SET requirepass refused-by-b")?;
+    site.place("b", "final-sync", "keep")?;
+    let failed = site.apply()?;
+    site.b
+        .exec("redis-cli -a refused-by-b --no-auth-warning CONFIG SET requirepass ''")?;
+    ensure!(!failed.success(), "the apply fails: {}", failed.stdout);
+    let report = site.report()?;
+    ensure!(
+        report["ok"] == false && report["sourceBroughtBack"] == true,
+        "{report:#}"
+    );
+    // A is the live runner again: jobs live, maintenance off; B's jobs are paused.
+    ensure!(cron_live(&site, &site.a)? && worker_running(&site, &site.a)?);
+    let (status, _) = site.a.http_get(&site.domain(), "/up")?;
+    ensure!(status == 200, "A serves again: {status}");
+    ensure!(!cron_live(&site, &site.b)? && !worker_running(&site, &site.b)?);
+    ensure!(
+        !site.journal(&site.b)?.contains("source-stopped"),
+        "{}",
+        site.journal(&site.b)?
+    );
+
+    // With B's Redis fixed, the next apply resumes and completes the handover.
+    site.sql(
+        &site.a,
+        "INSERT INTO memos (body) VALUES ('after the failed handover');",
+    )?;
+    site.apply()?.assert_success();
+    assert_report(&site, true)?;
+    ensure!(
+        site.sql(
+            &site.b,
+            "SELECT COUNT(*) FROM memos WHERE body = 'after the failed handover';"
+        )? == "1"
+    );
+    ensure!(cron_live(&site, &site.b)? && worker_running(&site, &site.b)?);
+    ensure!(!cron_live(&site, &site.a)? && !worker_running(&site, &site.a)?);
+    let (status, _) = site.a.http_get(&site.domain(), "/up")?;
+    ensure!(
+        status == 503,
+        "onSource keep leaves A in maintenance: {status}"
+    );
+    Ok(())
+}
+
+/// Waits until `host` runs a process whose command line matches the regular expression
+/// `pattern` (anchor it with `^`, so that the shell running `pgrep` does not match itself).
+fn wait_for_process(host: &Host, pattern: &str) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let found = host.exec(&format!(
+            "pgrep -f -- {} >/dev/null && echo yes; true",
+            support::shell_quote(pattern)
+        ))?;
+        if found.trim() == "yes" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("no `{pattern}` process on {}", host.name)
+}
+
+#[test]
+fn a_killed_run_and_network_cuts_during_the_streams_resume_from_the_journal() -> Result<()> {
+    let site = Move::with_servers(
+        "t-migrate-g",
+        "t-migrate-h",
+        "mig-cut",
+        "mysql",
+        "  keepaliveSeconds: 1\n",
+    )?;
+    let _ = site.server_extra;
+    site.place("a", "final-sync", "stop")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    // Enough data that the streams last a few seconds.
+    site.sql(
+        &site.a,
+        "CREATE TABLE bulk (id INT AUTO_INCREMENT PRIMARY KEY, data LONGBLOB) ENGINE=InnoDB;
+SET SESSION max_recursive_iterations = 1000000;
+INSERT INTO bulk (data) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 60000)
+  SELECT RANDOM_BYTES(1024) FROM seq;",
+    )?;
+    seed_storage(&site, 300)?;
+    site.place("b", "final-sync", "stop")?;
+
+    // Killed while the database streams into B.
+    let restoring = "^mariadb .*--batch mig_cut$";
+    let mut child = site.spawn_apply()?;
+    wait_for_process(&site.b, restoring)?;
+    child.kill()?;
+    child.wait()?;
+    ensure!(
+        !site.journal(&site.b)?.contains("database-copied"),
+        "{}",
+        site.journal(&site.b)?
+    );
+
+    // Cut off from A while the database streams again.
+    let child = site.spawn_apply()?;
+    wait_for_process(&site.b, restoring)?;
+    site.a.cut_network()?;
+    let out = child.wait_with_output()?;
+    site.a.heal_network()?;
+    ensure!(!out.status.success(), "the cut run fails");
+    ensure!(
+        !site.journal(&site.b)?.contains("database-copied"),
+        "{}",
+        site.journal(&site.b)?
+    );
+
+    // Cut off from B while the storage streams.
+    let child = site.spawn_apply()?;
+    wait_for_process(&site.b, "^tar -x -p")?;
+    site.b.cut_network()?;
+    let out = child.wait_with_output()?;
+    site.b.heal_network()?;
+    ensure!(!out.status.success(), "the cut run fails");
+    let journal = site.journal(&site.b)?;
+    ensure!(
+        journal.contains("database-copied") && !journal.contains("storage-copied"),
+        "{journal}"
+    );
+
+    // The next apply resumes and converges.
+    site.apply()?.assert_success();
+    assert_report(&site, true)?;
+    ensure!(database_digest(&site, &site.a)? == database_digest(&site, &site.b)?);
+    ensure!(
+        site.sql(&site.a, "CHECKSUM TABLE bulk;")? == site.sql(&site.b, "CHECKSUM TABLE bulk;")?
+    );
+    ensure!(storage_digest(&site, &site.a)? == storage_digest(&site, &site.b)?);
+    ensure!(cron_live(&site, &site.b)? && !cron_live(&site, &site.a)?);
+    ensure!(site.plan_code()? == 0);
+    Ok(())
+}
