@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::SourceState;
 use super::progress::Meter;
 use crate::plan::step::Engine;
 use crate::spec::secret::Secret;
@@ -172,8 +173,11 @@ pub struct DatabaseCopyReport {
     pub transfer: Duration,
     /// Time of the verification.
     pub verification: Duration,
-    /// Every base table, with rows and checksum.
+    /// Every base table, with rows and checksum (as copied to the target).
     pub tables: Vec<TableReport>,
+    /// Tables that changed on a live source while it was copied (compared again by a copy
+    /// from the quiet source).
+    pub changed_on_source: Vec<String>,
     /// Whether every table matched (always `true` in a returned report: a mismatch is an error).
     pub verified: bool,
 }
@@ -204,33 +208,33 @@ pub async fn copy_database(
     name: &str,
 ) -> Result<DatabaseCopyReport, MigrateError> {
     let meter = Meter::none();
-    copy_database_metered(
-        source,
-        target,
-        source_admin,
-        target_admin,
-        engine,
-        name,
-        &meter,
-    )
-    .await
+    let (ends, admins) = ((source, target), (source_admin, target_admin));
+    copy_database_metered(ends, admins, engine, name, SourceState::Quiet, &meter).await
 }
 
 /// [`copy_database`], counting the bytes on the wire into `meter` as they go.
 ///
+/// With a [`SourceState::Live`] source (the site still runs there), every table is also
+/// checksummed on the source before the dump: a table that changed on the source during the
+/// copy cannot be compared with it and is reported in `changed_on_source`; every other table
+/// must match exactly. A quiet source is verified strictly.
+///
 /// # Errors
 /// As [`copy_database`].
 pub async fn copy_database_metered(
-    source: &impl Transport,
-    target: &impl Transport,
-    source_admin: &DbAdmin,
-    target_admin: &DbAdmin,
+    (source, target): (&impl Transport, &impl Transport),
+    (source_admin, target_admin): (&DbAdmin, &DbAdmin),
     engine: Engine,
     name: &str,
+    source_state: SourceState,
     meter: &Meter,
 ) -> Result<DatabaseCopyReport, MigrateError> {
     validate_identifier(IdentifierKind::Database, name)?;
     let compression = choose_compression(source, target).await?;
+    let before = match source_state {
+        SourceState::Live => Some(table_stats(source, source_admin, engine, name).await?),
+        SourceState::Quiet => None,
+    };
     let role = recreate_target(source, target, source_admin, target_admin, engine, name).await?;
     let started = Instant::now();
     let dump = Command::script(format!("{LOGIN}{DUMP}"))
@@ -245,7 +249,19 @@ pub async fn copy_database_metered(
     let bytes_on_wire = stream(endpoints, &dump, &restore, name, meter).await?;
     let transfer = started.elapsed();
     let started = Instant::now();
-    let tables = verify_database(source, target, source_admin, target_admin, engine, name).await?;
+    let (tables, changed_on_source) = match before {
+        None => (
+            verify_database(source, target, source_admin, target_admin, engine, name).await?,
+            Vec::new(),
+        ),
+        Some(before) => {
+            let (after, on_target) = tokio::join!(
+                table_stats(source, source_admin, engine, name),
+                table_stats(target, target_admin, engine, name),
+            );
+            compare_live(&before, after?, on_target?)?
+        }
+    };
     tracing::info!(
         database = name,
         bytes = bytes_on_wire,
@@ -261,6 +277,7 @@ pub async fn copy_database_metered(
         transfer,
         verification: started.elapsed(),
         tables,
+        changed_on_source,
         verified: true,
     })
 }
@@ -352,6 +369,41 @@ pub async fn set_events(
 
 /// Table name → (rows, checksum).
 type TableStats = BTreeMap<String, (u64, String)>;
+
+/// A live source's tables compared with the target: those whose stats were the same before
+/// the dump and after the restore must match the target exactly; the others changed during the
+/// copy and are named, with the target's stats reported.
+fn compare_live(
+    before: &TableStats,
+    after: TableStats,
+    target: TableStats,
+) -> Result<(Vec<TableReport>, Vec<String>), MigrateError> {
+    let mut stable = TableStats::new();
+    let mut changed = Vec::new();
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for name in names {
+        match (before.get(name), after.get(name)) {
+            (Some(then), Some(now)) if then == now => {
+                stable.insert(name.clone(), now.clone());
+            }
+            _ => changed.push(name.clone()),
+        }
+    }
+    let mut target_rest = target.clone();
+    target_rest.retain(|name, _| !changed.contains(name));
+    let mut tables = compare(stable, target_rest)?;
+    for name in &changed {
+        if let Some((rows, checksum)) = target.get(name) {
+            tables.push(TableReport {
+                name: name.clone(),
+                rows: *rows,
+                checksum: checksum.clone(),
+            });
+        }
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((tables, changed))
+}
 
 fn compare(source: TableStats, mut target: TableStats) -> Result<Vec<TableReport>, MigrateError> {
     let mut tables = Vec::with_capacity(source.len());
@@ -906,5 +958,24 @@ mod tests {
         let sql = sql::recreate_database(Engine::Postgres, "shop", &settings, Some("shop_app"));
         assert!(sql.contains("DROP DATABASE IF EXISTS \"shop\" WITH (FORCE);"));
         assert!(sql.contains("LC_CTYPE 'C.UTF-8' OWNER \"shop_app\";"));
+    }
+
+    #[test]
+    fn a_live_copy_names_the_tables_that_changed_during_it_and_checks_the_others() {
+        let before = stats(&[("orders", 3, "a"), ("runs", 5, "b"), ("gone", 1, "c")]);
+        let after = stats(&[("orders", 3, "a"), ("runs", 6, "b2"), ("new", 1, "d")]);
+        let target = stats(&[("orders", 3, "a"), ("runs", 5, "b"), ("gone", 1, "c")]);
+        let (tables, changed) = super::compare_live(&before, after, target).unwrap();
+        assert_eq!(changed, vec!["gone", "new", "runs"]);
+        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, vec!["gone", "orders", "runs"]);
+    }
+
+    #[test]
+    fn a_live_copy_still_fails_on_a_table_that_did_not_change_on_the_source() {
+        let before = stats(&[("orders", 3, "a")]);
+        let after = stats(&[("orders", 3, "a")]);
+        let target = stats(&[("orders", 2, "x")]);
+        assert!(super::compare_live(&before, after, target).is_err());
     }
 }

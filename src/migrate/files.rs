@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
+use super::SourceState;
 use super::progress::Meter;
 use crate::transport::quote::Command;
 use crate::transport::{Exit, QuoteError, Stdin, Transport, TransportError};
@@ -24,6 +25,7 @@ const SEND: &str = include_str!("scripts/files_send.sh");
 const RECEIVE: &str = include_str!("scripts/files_receive.sh");
 const LIST: &str = include_str!("scripts/files_list.sh");
 const SWAP: &str = include_str!("scripts/files_swap.sh");
+const CHANGED: &str = include_str!("scripts/files_changed.sh");
 
 /// The staging directory under the target root; a cut-off run's leftovers are dropped by the next.
 pub const STAGING_DIR: &str = ".siteward-files-incoming";
@@ -161,8 +163,11 @@ pub struct FilesCopyReport {
     pub wire_bytes: u64,
     /// The compression used on the wire.
     pub codec: Codec,
-    /// sha256 (hex) of the sorted listing, equal on both sides.
+    /// sha256 (hex) of the sorted listing of the target (equal to the source's, but for the
+    /// paths in `changed_on_source`).
     pub checksums: String,
+    /// Paths of a live source that changed while they were copied (listed relative to the root).
+    pub changed_on_source: Vec<String>,
     /// From the first check to the swap.
     pub duration: Duration,
     /// Whether B's tree was compared with A's and found equal (always, when `Ok`).
@@ -192,12 +197,11 @@ pub async fn copy_paths(
 ) -> Result<FilesCopyReport, FilesError> {
     let meter = Meter::none();
     copy_paths_metered(
-        source,
-        target,
-        source_root,
-        target_root,
+        (source, target),
+        (source_root, target_root),
         paths,
         owner,
+        SourceState::Quiet,
         &meter,
     )
     .await
@@ -205,24 +209,33 @@ pub async fn copy_paths(
 
 /// [`copy_paths`], counting the bytes on the wire into `meter` as they go.
 ///
+/// With a [`SourceState::Live`] source (the site still runs there), a path that differs is
+/// accepted only when it changed on the source after the copy began (modified since, or
+/// gone): it is named in `changed_on_source`, and a copy from the quiet source compares it
+/// again. Every other path must match exactly.
+///
 /// # Errors
 /// As [`copy_paths`].
 pub async fn copy_paths_metered(
-    source: &impl Transport,
-    target: &impl Transport,
-    source_root: &str,
-    target_root: &str,
+    (source, target): (&impl Transport, &impl Transport),
+    (source_root, target_root): (&str, &str),
     paths: &[String],
     owner: &str,
+    source_state: SourceState,
     meter: &Meter,
 ) -> Result<FilesCopyReport, FilesError> {
     let started = Instant::now();
     validate_paths(paths)?;
     let codec = preflight(source, target, source_root, paths).await?;
+    let since = match source_state {
+        SourceState::Live => Some(source_clock(source).await?),
+        SourceState::Quiet => None,
+    };
     let stage = format!("{}/{STAGING_DIR}", target_root.trim_end_matches('/'));
     let ends = (source, target);
     let wire_bytes = stream(ends, source_root, &stage, (codec, owner), paths, meter).await?;
-    let verification = compare(source, target, source_root, &stage, paths).await?;
+    let (verification, changed_on_source) =
+        compare_since(ends, (source_root, &stage), paths, since).await?;
     let swap = Command::script(SWAP)
         .arg(target_root)
         .arg(&stage)
@@ -242,9 +255,90 @@ pub async fn copy_paths_metered(
         wire_bytes,
         codec,
         checksums: verification.checksums,
+        changed_on_source,
         duration: started.elapsed(),
         verified: true,
     })
+}
+
+/// The source's clock, one second early (file times have that resolution on some systems).
+async fn source_clock(source: &impl Transport) -> Result<u64, FilesError> {
+    let clock = Command::script("date +%s");
+    let answer = run(source, "reading the clock", &clock, Stdin::Empty).await?;
+    String::from_utf8_lossy(&answer)
+        .trim()
+        .parse::<u64>()
+        .map(|seconds| seconds.saturating_sub(1))
+        .map_err(|_| FilesError::Listing {
+            endpoint: source.endpoint().to_owned(),
+            reason: format!("the clock answered {:?}", String::from_utf8_lossy(&answer)),
+        })
+}
+
+/// [`compare`], where a live source's paths that changed since `since` are named, not compared.
+async fn compare_since(
+    (source, target): (&impl Transport, &impl Transport),
+    (source_root, target_root): (&str, &str),
+    paths: &[String],
+    since: Option<u64>,
+) -> Result<(Verification, Vec<String>), FilesError> {
+    let (listed_source, listed_target) = tokio::join!(
+        list(source, source_root, paths),
+        list(target, target_root, paths),
+    );
+    let (listed_source, listed_target) = (listed_source?, listed_target?);
+    let differing = listed_source.differing_paths(&listed_target);
+    if differing.is_empty() {
+        return Ok((listed_source.summary(), Vec::new()));
+    }
+    let changed = match since {
+        Some(since) => changed_since(source, source_root, &differing, since).await?,
+        None => Vec::new(),
+    };
+    let unexplained: Vec<&Vec<u8>> = differing.iter().filter(|p| !changed.contains(p)).collect();
+    if !unexplained.is_empty() {
+        return Err(FilesError::Mismatch {
+            source_endpoint: source.endpoint().to_owned(),
+            target_endpoint: target.endpoint().to_owned(),
+            count: unexplained.len(),
+            paths: unexplained
+                .into_iter()
+                .take(NAMED_MISMATCHES)
+                .map(|p| display(p))
+                .collect(),
+        });
+    }
+    Ok((
+        listed_target.summary(),
+        changed.iter().map(|p| display(p)).collect(),
+    ))
+}
+
+/// Which of `paths` (listing keys, relative to `root`) changed on the source since `since`.
+async fn changed_since(
+    source: &impl Transport,
+    root: &str,
+    paths: &[Vec<u8>],
+    since: u64,
+) -> Result<Vec<Vec<u8>>, FilesError> {
+    let command = Command::script(CHANGED).arg(root).arg(since.to_string());
+    let mut input = Vec::new();
+    for path in paths {
+        input.extend_from_slice(path);
+        input.push(0);
+    }
+    let answer = run(
+        source,
+        "finding what changed on the source",
+        &command,
+        Stdin::Bytes(&input),
+    )
+    .await?;
+    Ok(answer
+        .split(|byte| *byte == 0)
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// Compares the live `paths` under both roots, as a copy does before its swap.
@@ -536,13 +630,21 @@ impl Manifest {
 
     /// The paths (for messages) whose entries differ, or exist on one side only.
     fn differences(&self, other: &Self) -> Vec<String> {
+        self.differing_paths(other)
+            .iter()
+            .map(|path| display(path))
+            .collect()
+    }
+
+    /// The paths (as listed) whose entries differ or exist on one side only, sorted.
+    fn differing_paths(&self, other: &Self) -> Vec<Vec<u8>> {
         let mut paths: Vec<&Vec<u8>> = self.entries.keys().chain(other.entries.keys()).collect();
         paths.sort();
         paths.dedup();
         paths
             .into_iter()
             .filter(|path| self.entries.get(*path) != other.entries.get(*path))
-            .map(|path| display(path))
+            .cloned()
             .collect()
     }
 

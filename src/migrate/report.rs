@@ -30,8 +30,11 @@ pub struct DatabaseMoved {
     pub bytes_on_wire: u64,
     pub transfer_millis: u64,
     pub verification_millis: u64,
-    /// `(table, rows, checksum)`, equal on both servers.
+    /// `(table, rows, checksum)` as copied, equal on both servers but for `changed_on_source`.
     pub tables: Vec<(String, u64, String)>,
+    /// Tables that changed on the live source during the copy (compared by the final sync).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_on_source: Vec<String>,
 }
 
 /// A storage copy as reported.
@@ -50,8 +53,11 @@ pub struct StorageMoved {
     pub directories: u64,
     pub bytes_on_wire: u64,
     pub compression: String,
-    /// sha256 of the sorted listing (path, type, mode, size, content sha256), equal on both.
+    /// sha256 of the sorted listing (path, type, mode, size, content sha256) on the target.
     pub checksum: String,
+    /// Paths that changed on the live source during the copy (compared by the final sync).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_on_source: Vec<String>,
     pub millis: u64,
 }
 
@@ -180,6 +186,17 @@ impl MigrationReport {
                 db.transfer_millis,
                 db.verification_millis
             );
+            if !db.changed_on_source.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Changed on the live source during the copy (not compared; the final sync copies them from the quiet source): {}.\n",
+                    db.changed_on_source
+                        .iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             if !db.tables.is_empty() {
                 let _ = writeln!(out, "| Table | Rows | Checksum |\n|---|---|---|");
                 for (table, rows, checksum) in &db.tables {
@@ -208,6 +225,13 @@ impl MigrationReport {
                 storage.millis,
                 storage.checksum
             );
+            if !storage.changed_on_source.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Changed on the live source during the copy (not compared; the final sync copies them from the quiet source): {}.\n",
+                    storage.changed_on_source.join(", ")
+                );
+            }
             if !storage.absent_on_source.is_empty() {
                 let _ = writeln!(
                     out,
@@ -326,6 +350,7 @@ mod tests {
                 transfer_millis: 5,
                 verification_millis: 3,
                 tables: vec![("orders".into(), 3, "123".into())],
+                changed_on_source: Vec::new(),
             }],
             storage: Vec::new(),
             env_keys_from_source: 4,

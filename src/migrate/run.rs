@@ -25,6 +25,7 @@ use crate::spec::server::ServerSpec;
 use crate::spec::site::{DeployStrategy, MigrationMode, OnSource, SiteType};
 use crate::transport::{Transport, TransportError};
 
+use super::SourceState;
 use super::database::{DbAdmin, MigrateError, copy_database_metered, enabled_events, set_events};
 use super::files::{FilesError, copy_paths_metered};
 use super::handover::{self, HandoverError, Maintenance};
@@ -420,12 +421,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 .map(|m| m.sizes.database_bytes),
         );
         let copied = copy_database_metered(
-            self.job.source.streaming,
-            self.job.target.streaming,
-            &source_admin,
-            &target_admin,
+            (self.job.source.streaming, self.job.target.streaming),
+            (&source_admin, &target_admin),
             engine,
             database.name.as_str(),
+            self.source_state(),
             &meter,
         )
         .await;
@@ -444,6 +444,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 .iter()
                 .map(|t| (t.name.clone(), t.rows, t.checksum.clone()))
                 .collect(),
+            changed_on_source: copied.changed_on_source.clone(),
         });
         self.hold_target_events(engine, &target_admin, database.name.as_str())
             .await?;
@@ -522,6 +523,16 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         self.switch_events(Side::Source, false).await
     }
 
+    /// Whether the site still runs on the source: before it stopped, what changes there during
+    /// a copy is named rather than compared.
+    fn source_state(&self) -> SourceState {
+        if self.journal.has(Phase::SourceStopped) {
+            SourceState::Quiet
+        } else {
+            SourceState::Live
+        }
+    }
+
     /// Which copy is running: the first (source live) or the final sync (source stopped).
     fn current_copy(&self, first: Phase, sync: Phase) -> Phase {
         if self.journal.has(Phase::SourceStopped) {
@@ -567,12 +578,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             }
             let meter = self.job.progress.meter("storage", total);
             let copied = copy_paths_metered(
-                self.job.source.streaming,
-                self.job.target.streaming,
-                &self.source_shared(),
-                &self.desired.shared,
+                (self.job.source.streaming, self.job.target.streaming),
+                (&self.source_shared(), &self.desired.shared),
                 &paths,
                 self.desired.user,
+                self.source_state(),
                 &meter,
             )
             .await;
@@ -590,6 +600,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                         bytes_on_wire: copied.wire_bytes,
                         compression: format!("{:?}", copied.codec).to_lowercase(),
                         checksum: copied.checksums,
+                        changed_on_source: named_few(copied.changed_on_source),
                         millis: copied.duration.as_millis() as u64,
                     });
                     return Ok(());
@@ -970,6 +981,17 @@ pub fn outermost_paths(paths: &[String]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// At most 20 names, then how many more there are.
+fn named_few(mut names: Vec<String>) -> Vec<String> {
+    const SHOWN: usize = 20;
+    if names.len() > SHOWN {
+        let more = names.len() - SHOWN;
+        names.truncate(SHOWN);
+        names.push(format!("… and {more} more"));
+    }
+    names
 }
 
 fn env_key_count(content: &[u8]) -> usize {
