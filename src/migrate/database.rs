@@ -237,6 +237,7 @@ pub async fn copy_database_metered(
     };
     let role = recreate_target(source, target, source_admin, target_admin, engine, name).await?;
     let started = Instant::now();
+    let bytes_on_wire;
     let dump = Command::script(format!("{LOGIN}{DUMP}"))
         .args(source_admin.login_args(engine))
         .args([compression.word(), name])
@@ -246,20 +247,33 @@ pub async fn copy_database_metered(
         .args([compression.word(), name, role.as_deref().unwrap_or("")])
         .render()?;
     let endpoints = (source, source_admin, target, target_admin);
-    let bytes_on_wire = stream(endpoints, &dump, &restore, name, meter).await?;
-    let transfer = started.elapsed();
-    let started = Instant::now();
-    let (tables, changed_on_source) = match before {
-        None => (
-            verify_database(source, target, source_admin, target_admin, engine, name).await?,
-            Vec::new(),
-        ),
+    let (tables, changed_on_source, transfer, verification) = match before {
+        None => {
+            // A quiet source does not change: it is checksummed while the copy streams.
+            let (streamed, on_source) = tokio::join!(
+                async {
+                    let bytes = stream(endpoints, &dump, &restore, name, meter).await;
+                    (bytes, started.elapsed())
+                },
+                table_stats(source, source_admin, engine, name),
+            );
+            let (bytes, transfer) = streamed;
+            bytes_on_wire = bytes?;
+            let verifying = Instant::now();
+            let on_target = table_stats(target, target_admin, engine, name).await?;
+            let tables = compare(on_source?, on_target)?;
+            (tables, Vec::new(), transfer, verifying.elapsed())
+        }
         Some(before) => {
+            bytes_on_wire = stream(endpoints, &dump, &restore, name, meter).await?;
+            let transfer = started.elapsed();
+            let verifying = Instant::now();
             let (after, on_target) = tokio::join!(
                 table_stats(source, source_admin, engine, name),
                 table_stats(target, target_admin, engine, name),
             );
-            compare_live(&before, after?, on_target?)?
+            let (tables, changed) = compare_live(&before, after?, on_target?)?;
+            (tables, changed, transfer, verifying.elapsed())
         }
     };
     tracing::info!(
@@ -275,7 +289,7 @@ pub async fn copy_database_metered(
         compression,
         bytes_on_wire,
         transfer,
-        verification: started.elapsed(),
+        verification,
         tables,
         changed_on_source,
         verified: true,

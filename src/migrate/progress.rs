@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::preflight::human_bytes;
 
@@ -95,6 +95,12 @@ impl Drop for Meter {
     }
 }
 
+/// The bars of copies running at once share the terminal's lines.
+fn bars() -> &'static MultiProgress {
+    static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
 fn spawn_bar(
     label: &str,
     expected: Option<u64>,
@@ -115,6 +121,7 @@ fn spawn_bar(
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         ),
     };
+    let bar = bars().add(bar);
     bar.set_prefix(label.to_owned());
     let (counter, done) = (counter.clone(), done.clone());
     std::thread::spawn(move || {

@@ -191,10 +191,8 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     async fn phases(&mut self) -> Result<(), MigrationError> {
         self.load_journal().await?;
         self.timed(Phase::Provision).await?;
-        if self.job.site.spec.database.is_some() {
-            self.timed(Phase::DatabaseCopied).await?;
-        }
-        self.timed(Phase::StorageCopied).await?;
+        self.copy_data(Phase::DatabaseCopied, Phase::StorageCopied)
+            .await?;
         self.timed(Phase::TargetInstalled).await?;
         match self.job.site.spec.migration.mode {
             MigrationMode::Test => self.timed(Phase::Tested).await,
@@ -217,48 +215,119 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
 
     /// The phases after the source stopped: any failure here brings the source back.
     async fn hand_over(&mut self) -> Result<(), MigrationError> {
-        if self.job.site.spec.database.is_some() {
-            self.timed(Phase::DatabaseSynced).await?;
+        if !self.journal.has(Phase::StorageSynced) {
+            // The source's `.env` as it is now that it stopped.
+            self.copy_env().await?;
         }
-        self.timed(Phase::StorageSynced).await?;
+        self.copy_data(Phase::DatabaseSynced, Phase::StorageSynced)
+            .await?;
         self.timed(Phase::TargetStarted).await?;
         self.timed(Phase::Validated).await
     }
 
+    /// The database and the storage copied at once: a restore keeps one core of the target
+    /// busy and the archive another, and each stream waits on its own network. Each phase is
+    /// recorded in the journal on its own as soon as it is verified; the first error is
+    /// returned once both are over.
+    async fn copy_data(
+        &mut self,
+        database_phase: Phase,
+        storage_phase: Phase,
+    ) -> Result<(), MigrationError> {
+        let has_database = self.job.site.spec.database.is_some();
+        let database_due = has_database && !self.skipped(database_phase);
+        let storage_due = !self.skipped(storage_phase);
+        tracing::info!(site = self.site(), "copying the database and the storage");
+        let started = Instant::now();
+        let (database, storage) = tokio::join!(
+            async {
+                if !database_due {
+                    return None;
+                }
+                let moved = self.database_copy().await;
+                Some((moved, started.elapsed()))
+            },
+            async {
+                if !storage_due {
+                    return None;
+                }
+                let moved = self.storage_copy().await;
+                Some((moved, started.elapsed()))
+            },
+        );
+        let mut first_error = None;
+        if let Some((moved, took)) = database {
+            let result = match moved {
+                Ok(moved) => self.after_database_copy(moved).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = self.record_phase(database_phase, took, result).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some((moved, took)) = storage {
+            let result = moved.map(|moved| self.report.storage.extend(moved));
+            if let Err(error) = self.record_phase(storage_phase, took, result).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether the journal says a phase is done (then reported as such).
+    fn skipped(&mut self, phase: Phase) -> bool {
+        if !self.journal.has(phase) {
+            return false;
+        }
+        self.report.phases.push(PhaseRun {
+            phase,
+            status: "already-done".into(),
+            millis: 0,
+        });
+        true
+    }
+
+    /// Reports a phase's outcome and journals it when it succeeded.
+    async fn record_phase(
+        &mut self,
+        phase: Phase,
+        took: std::time::Duration,
+        result: Result<(), MigrationError>,
+    ) -> Result<(), MigrationError> {
+        self.report.phases.push(PhaseRun {
+            phase,
+            status: if result.is_ok() { "done" } else { "failed" }.into(),
+            millis: took.as_millis() as u64,
+        });
+        result?;
+        self.journal.complete(phase, now_unix());
+        self.save_journal().await
+    }
+
     /// Runs a phase unless the journal says it is done; records it when it completes.
     async fn timed(&mut self, phase: Phase) -> Result<(), MigrationError> {
-        if phase != Phase::Provision && self.journal.has(phase) {
-            self.report.phases.push(PhaseRun {
-                phase,
-                status: "already-done".into(),
-                millis: 0,
-            });
+        if phase != Phase::Provision && self.skipped(phase) {
             return Ok(());
         }
         tracing::info!(site = self.site(), phase = phase.word(), "migration phase");
         let started = Instant::now();
         let result = self.run_phase(phase).await;
-        let millis = started.elapsed().as_millis() as u64;
-        let status = if result.is_ok() { "done" } else { "failed" };
-        self.report.phases.push(PhaseRun {
-            phase,
-            status: status.into(),
-            millis,
-        });
-        result?;
-        if phase != Phase::Provision {
-            self.journal.complete(phase, now_unix());
-            self.save_journal().await?;
+        if phase == Phase::Provision {
+            self.report.phases.push(PhaseRun {
+                phase,
+                status: if result.is_ok() { "done" } else { "failed" }.into(),
+                millis: started.elapsed().as_millis() as u64,
+            });
+            return result;
         }
-        Ok(())
+        self.record_phase(phase, started.elapsed(), result).await
     }
 
     async fn run_phase(&mut self, phase: Phase) -> Result<(), MigrationError> {
         match phase {
             Phase::Provision => self.provision().await,
             Phase::DatabaseCopied | Phase::DatabaseSynced => self.copy_database().await,
-            Phase::StorageCopied => self.copy_storage().await,
-            Phase::StorageSynced => self.sync_storage().await,
+            Phase::StorageCopied | Phase::StorageSynced => self.copy_storage().await,
             Phase::TargetInstalled => self.install_target().await,
             Phase::Tested => self.test_target().await,
             Phase::SourceStopped => self.stop_source().await,
@@ -402,9 +471,17 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         self.run_on(Side::Target, merge.steps).await
     }
 
+    /// The database copy of the current phase, then what the target needs after it.
     async fn copy_database(&mut self) -> Result<(), MigrationError> {
+        let moved = self.database_copy().await?;
+        self.after_database_copy(moved).await
+    }
+
+    /// Streams the database A → B and verifies it; changes nothing in the run's state, so it
+    /// can run beside the storage copy.
+    async fn database_copy(&self) -> Result<Option<DatabaseMoved>, MigrationError> {
         let Some(database) = &self.job.site.spec.database else {
-            return Ok(());
+            return Ok(None);
         };
         let engine = Engine::of(database.engine);
         let (source_admin, target_admin) = (
@@ -412,14 +489,16 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             self.admin(Side::Target, engine)?,
         );
         let phase = self.current_copy(Phase::DatabaseCopied, Phase::DatabaseSynced);
-        let meter = self.job.progress.meter(
-            &format!("database {}", database.name),
-            self.job
-                .plan
-                .migration
-                .as_ref()
-                .map(|m| m.sizes.database_bytes),
-        );
+        let expected = self
+            .job
+            .plan
+            .migration
+            .as_ref()
+            .map(|m| m.sizes.database_bytes);
+        let meter = self
+            .job
+            .progress
+            .meter(&format!("database {}", database.name), expected);
         let copied = copy_database_metered(
             (self.job.source.streaming, self.job.target.streaming),
             (&source_admin, &target_admin),
@@ -431,7 +510,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         .await;
         meter.finish();
         let copied = copied.map_err(MigrationError::Database)?;
-        self.report.database.push(DatabaseMoved {
+        Ok(Some(DatabaseMoved {
             phase,
             engine: format!("{:?}", copied.engine).to_lowercase(),
             name: copied.database.clone(),
@@ -445,11 +524,24 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 .map(|t| (t.name.clone(), t.rows, t.checksum.clone()))
                 .collect(),
             changed_on_source: copied.changed_on_source.clone(),
-        });
+        }))
+    }
+
+    /// After a database copy: its report, the events held back on the target, and the site's
+    /// users' grants again (a database dropped and created again loses its database-level
+    /// grants on PostgreSQL).
+    async fn after_database_copy(
+        &mut self,
+        moved: Option<DatabaseMoved>,
+    ) -> Result<(), MigrationError> {
+        let (Some(moved), Some(database)) = (moved, &self.job.site.spec.database) else {
+            return Ok(());
+        };
+        self.report.database.push(moved);
+        let engine = Engine::of(database.engine);
+        let target_admin = self.admin(Side::Target, engine)?;
         self.hold_target_events(engine, &target_admin, database.name.as_str())
             .await?;
-        // A database dropped and created again loses its database-level grants (PostgreSQL):
-        // the site's users get theirs again.
         let users = resources::database::diff_users(
             &self.desired,
             &ObservedSite::default(),
@@ -563,6 +655,14 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     }
 
     async fn copy_storage(&mut self) -> Result<(), MigrationError> {
+        let moved = self.storage_copy().await?;
+        self.report.storage.extend(moved);
+        Ok(())
+    }
+
+    /// Streams the storage paths A → B and verifies them; changes nothing in the run's state,
+    /// so it can run beside the database copy. `None` when the source has none of the paths.
+    async fn storage_copy(&self) -> Result<Option<StorageMoved>, MigrationError> {
         let mut paths = outermost_paths(&self.desired.storage);
         let mut absent = Vec::new();
         let phase = self.current_copy(Phase::StorageCopied, Phase::StorageSynced);
@@ -589,7 +689,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             meter.finish();
             match copied {
                 Ok(copied) => {
-                    self.report.storage.push(StorageMoved {
+                    return Ok(Some(StorageMoved {
                         phase,
                         paths: paths.clone(),
                         absent_on_source: absent.clone(),
@@ -602,8 +702,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                         checksum: copied.checksums,
                         changed_on_source: named_few(copied.changed_on_source),
                         millis: copied.duration.as_millis() as u64,
-                    });
-                    return Ok(());
+                    }));
                 }
                 // Paths the source never had (a spec that names more than the old server
                 // held) have nothing to copy; the target keeps its empty directories.
@@ -614,12 +713,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 Err(error) => return Err(MigrationError::Storage(error)),
             }
         }
-        Ok(())
-    }
-
-    async fn sync_storage(&mut self) -> Result<(), MigrationError> {
-        self.copy_env().await?;
-        self.copy_storage().await
+        Ok(None)
     }
 
     /// Deploys the code on the target and installs its crons and workers paused.
