@@ -274,6 +274,17 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Phases that run at every apply until the target takes over, because what they make
+    /// follows the spec (idempotent: nothing changes when nothing has to): provisioning, and the
+    /// code with the paused jobs (a new commit, a changed cron).
+    fn repeated(&self, phase: Phase) -> bool {
+        match phase {
+            Phase::Provision => true,
+            Phase::TargetInstalled => !self.journal.has(Phase::TargetStarted),
+            _ => false,
+        }
+    }
+
     /// Whether the journal says a phase is done (then reported as such).
     fn skipped(&mut self, phase: Phase) -> bool {
         if !self.journal.has(phase) {
@@ -306,7 +317,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
 
     /// Runs a phase unless the journal says it is done; records it when it completes.
     async fn timed(&mut self, phase: Phase) -> Result<(), MigrationError> {
-        if phase != Phase::Provision && self.skipped(phase) {
+        if !self.repeated(phase) && self.skipped(phase) {
             return Ok(());
         }
         tracing::info!(site = self.site(), phase = phase.word(), "migration phase");
