@@ -142,6 +142,10 @@ fn site_text(out: &mut String, site: &SitePlan, color: bool) {
             let _ = writeln!(out, "  {line}");
         }
     }
+    if !site.blocked_by.is_empty() {
+        let _ = writeln!(out, "  not planned until the above is fixed\n");
+        return;
+    }
     if pending.is_empty() {
         let _ = writeln!(out, "  up to date ({unchanged} resources)\n");
         return;
@@ -280,4 +284,84 @@ pub fn markdown(plan: &Plan) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::migration::{MigrationPlan, MoveSizes};
+    use crate::spec::site::{Migration, MigrationMode};
+
+    fn migration_plan(blocked_by: Vec<String>) -> Plan {
+        let migration = MigrationPlan::new(
+            "web-1",
+            "web-2",
+            &Migration {
+                mode: MigrationMode::FinalSync,
+                on_source: OnSource::Remove,
+            },
+            Some(MoveSizes {
+                database_bytes: 3 << 30,
+                storage_bytes: 512 << 20,
+                storage_files: 1200,
+            }),
+            None,
+        );
+        Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            spec_hash: String::new(),
+            observed_fingerprint: String::new(),
+            sites: vec![SitePlan {
+                site: "shop".into(),
+                server: "web-2".into(),
+                disposition: SiteDisposition::Migration,
+                detect_only: false,
+                blocked_by,
+                changes: Vec::new(),
+                migration: Some(migration),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_migration_shows_its_sizes_estimate_and_phases() {
+        let plan = migration_plan(Vec::new());
+        let text = text(&plan, false);
+        assert!(
+            text.contains("site shop moves from web-1 to web-2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mode final-sync, on the source: remove"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "moves database 3.0 GiB, storage 512.0 MiB in 1200 files; estimate about"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(" 1. [todo] provision:"), "{text}");
+        assert!(text.contains("11. [todo] done:"), "{text}");
+        assert!(text.contains("1 site(s) to move between servers"), "{text}");
+        assert!(
+            markdown(&plan).contains("- 2. [todo] database-copied:")
+                || markdown(&plan).contains("-  2. [todo] database-copied:")
+        );
+    }
+
+    #[test]
+    fn a_refused_migration_says_why_and_is_not_called_up_to_date() {
+        let plan = migration_plan(vec!["preflight: `web-2`: PHP 8.3 is not installed".into()]);
+        let text = text(&plan, false);
+        assert!(
+            text.contains("cannot plan: preflight: `web-2`: PHP 8.3 is not installed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not planned until the above is fixed"),
+            "{text}"
+        );
+        assert!(!text.contains("up to date"), "{text}");
+    }
 }

@@ -149,9 +149,29 @@ check_program() { # $1 program, $2 live file, $3 paused file; $4 supervisor's st
   report "worker $1" "$started" "$status" "$detail"
 }
 
+unsettled() { # triples of program, live file, paused file: is one STARTING or in BACKOFF?
+  while [ "$#" -ge 3 ]; do
+    if printf '%s\n' "$status_output" | awk -v program="$1" '
+      { group = $1; sub(/:.*/, "", group) }
+      group == program && ($2 == "STARTING" || $2 == "BACKOFF") { found = 1 }
+      END { exit !found }'; then
+      return 0
+    fi
+    shift 3
+  done
+  return 1
+}
+
 check_workers() {
   [ "$#" -ge 3 ] || return 0
   status_output=$(supervisorctl status 2>&1 || true)
+  # Programs just started (STARTING) or restarting (BACKOFF) get 15 s to settle.
+  tries=30
+  while [ "$jobs" = running ] && [ "$tries" -gt 0 ] && unsettled "$@"; do
+    sleep 0.5
+    tries=$((tries - 1))
+    status_output=$(supervisorctl status 2>&1 || true)
+  done
   while [ "$#" -ge 3 ]; do
     check_program "$1" "$2" "$3" "$status_output"
     shift 3
