@@ -186,17 +186,12 @@ impl MigrationReport {
                 db.transfer_millis,
                 db.verification_millis
             );
-            if !db.changed_on_source.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "Changed on the live source during the copy (not compared; the final sync copies them from the quiet source): {}.\n",
-                    db.changed_on_source
-                        .iter()
-                        .map(|t| format!("`{t}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
+            let tables: Vec<String> = db
+                .changed_on_source
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect();
+            changed_on_source_markdown(out, &tables);
             if !db.tables.is_empty() {
                 let _ = writeln!(out, "| Table | Rows | Checksum |\n|---|---|---|");
                 for (table, rows, checksum) in &db.tables {
@@ -225,13 +220,7 @@ impl MigrationReport {
                 storage.millis,
                 storage.checksum
             );
-            if !storage.changed_on_source.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "Changed on the live source during the copy (not compared; the final sync copies them from the quiet source): {}.\n",
-                    storage.changed_on_source.join(", ")
-                );
-            }
+            changed_on_source_markdown(out, &storage.changed_on_source);
             if !storage.absent_on_source.is_empty() {
                 let _ = writeln!(
                     out,
@@ -309,6 +298,17 @@ impl MigrationReport {
                 ),
             ]
         };
+    }
+}
+
+/// The line naming what changed on a live source while it was copied, when anything did.
+fn changed_on_source_markdown(out: &mut String, names: &[String]) {
+    if !names.is_empty() {
+        let _ = writeln!(
+            out,
+            "Changed on the live source during the copy (not compared; the final sync copies them from the quiet source): {}.\n",
+            names.join(", ")
+        );
     }
 }
 

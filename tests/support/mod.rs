@@ -191,21 +191,7 @@ impl Host {
 
     /// Runs `cmd` over real SSH from the machine (the key and known_hosts of the fleet).
     pub fn ssh(&self, cmd: &str) -> Result<String> {
-        let mut command = Command::new("ssh");
-        command
-            .args(["-i".as_ref(), self.key_path.as_os_str()])
-            .arg(format!(
-                "-oUserKnownHostsFile={}",
-                self.known_hosts.display()
-            ))
-            .args([
-                "-oStrictHostKeyChecking=yes",
-                "-oBatchMode=yes",
-                "-oConnectTimeout=10",
-            ])
-            .args(["-p", &self.port.to_string()])
-            .arg(format!("{}@{}", self.user, self.address))
-            .arg(cmd);
+        let command = self.ssh_command(cmd);
         let what = format!("`{cmd}` over ssh on {}", self.name);
         run_with_stdin(command, None)?.into_stdout(&what)
     }
