@@ -1,5 +1,5 @@
-//! Progress of the long copies: a bar with bytes, rate and ETA on a terminal, a log line every
-//! few seconds otherwise (CI logs, the daemon).
+//! Progress of the long copies: a bar with bytes, rate and ETA on a terminal, a line on stderr
+//! every few seconds otherwise (CI logs, the daemon).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +19,7 @@ const DRAW_EVERY: Duration = Duration::from_millis(200);
 pub enum Progress {
     /// Bars on stderr.
     Bars,
-    /// Periodic `tracing` lines.
+    /// A line on stderr every few seconds.
     Lines,
     /// Nothing (tests, benchmarks of the library).
     Off,
@@ -33,6 +33,19 @@ impl Progress {
             Progress::Bars
         } else {
             Progress::Lines
+        }
+    }
+
+    /// Prints a line of the run's story on stderr (above the bars on a terminal).
+    pub fn say(self, line: &str) {
+        match self {
+            Progress::Off => tracing::debug!("{line}"),
+            Progress::Bars => {
+                if bars().println(format!("  {line}")).is_err() {
+                    eprintln!("  {line}");
+                }
+            }
+            Progress::Lines => eprintln!("  {line}"),
         }
     }
 

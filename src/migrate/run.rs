@@ -237,7 +237,16 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         let has_database = self.job.site.spec.database.is_some();
         let database_due = has_database && !self.skipped(database_phase);
         let storage_due = !self.skipped(storage_phase);
-        tracing::info!(site = self.site(), "copying the database and the storage");
+        match (database_due, storage_due) {
+            (true, true) => self.say(&format!(
+                "{} and {}",
+                database_phase.word(),
+                storage_phase.word()
+            )),
+            (true, false) => self.say(database_phase.word()),
+            (false, true) => self.say(storage_phase.word()),
+            (false, false) => {}
+        }
         let started = Instant::now();
         let (database, storage) = tokio::join!(
             async {
@@ -272,6 +281,13 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Tells what the migration is doing, on stderr.
+    fn say(&self, what: &str) {
+        self.job
+            .progress
+            .say(&format!("migration of {} | {what}", self.site()));
     }
 
     /// Phases that run at every apply until the target takes over, because what they make
@@ -320,7 +336,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         if !self.repeated(phase) && self.skipped(phase) {
             return Ok(());
         }
-        tracing::info!(site = self.site(), phase = phase.word(), "migration phase");
+        self.say(phase.word());
         let started = Instant::now();
         let result = self.run_phase(phase).await;
         if phase == Phase::Provision {
@@ -374,10 +390,10 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         let mode = self.job.site.spec.migration.mode;
         self.journal = match Journal::parse(&lines) {
             Some(journal) if journal.source == self.job.source.name && !journal.finished() => {
-                tracing::info!(
-                    site = self.site(),
-                    "resuming the migration from its journal"
-                );
+                let started = journal.started_unix;
+                self.say(&format!(
+                    "resuming the migration started at unix time {started} from its journal"
+                ));
                 journal
             }
             _ => Journal::start(self.job.source.name, mode, now_unix()),
@@ -506,10 +522,10 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             .migration
             .as_ref()
             .map(|m| m.sizes.database_bytes);
-        let meter = self
-            .job
-            .progress
-            .meter(&format!("database {}", database.name), expected);
+        let meter = self.job.progress.meter(
+            &format!("migration of {} | database {}", self.site(), database.name),
+            expected,
+        );
         let copied = copy_database_metered(
             (self.job.source.streaming, self.job.target.streaming),
             (&source_admin, &target_admin),
@@ -687,7 +703,8 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             if paths.is_empty() {
                 break;
             }
-            let meter = self.job.progress.meter("storage", total);
+            let label = format!("migration of {} | storage", self.site());
+            let meter = self.job.progress.meter(&label, total);
             let copied = copy_paths_metered(
                 (self.job.source.streaming, self.job.target.streaming),
                 (&self.source_shared(), &self.desired.shared),
