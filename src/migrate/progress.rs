@@ -165,10 +165,7 @@ fn spawn_lines(
             }
             next += LOG_EVERY;
             let bytes = counter.load(Ordering::Relaxed);
-            tracing::info!(
-                "{}",
-                progress_line(&label, bytes, expected, started.elapsed())
-            );
+            Progress::Lines.say(&progress_line(&label, bytes, expected, started.elapsed()));
         }
     })
 }
