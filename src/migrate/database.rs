@@ -214,10 +214,12 @@ pub async fn copy_database(
 
 /// [`copy_database`], counting the bytes on the wire into `meter` as they go.
 ///
-/// With a [`SourceState::Live`] source (the site still runs there), every table is also
-/// checksummed on the source before the dump: a table that changed on the source during the
-/// copy cannot be compared with it and is reported in `changed_on_source`; every other table
-/// must match exactly. A quiet source is verified strictly.
+/// With a [`SourceState::Live`] source (the site still runs there), a table that changed on the
+/// source during the copy cannot be compared with it: it is reported in `changed_on_source`,
+/// and every other table must match exactly. What changed is told by MariaDB/MySQL's
+/// per-table `UPDATE_TIME` against the server's clock before the dump, or on PostgreSQL by
+/// checksumming every table before the dump as well. A quiet source is verified strictly, its
+/// checksums taken while the copy streams.
 ///
 /// # Errors
 /// As [`copy_database`].
@@ -232,7 +234,7 @@ pub async fn copy_database_metered(
     validate_identifier(IdentifierKind::Database, name)?;
     let compression = choose_compression(source, target).await?;
     let before = match source_state {
-        SourceState::Live => Some(table_stats(source, source_admin, engine, name).await?),
+        SourceState::Live => Some(live_baseline(source, source_admin, engine, name).await?),
         SourceState::Quiet => None,
     };
     let role = recreate_target(source, target, source_admin, target_admin, engine, name).await?;
@@ -272,7 +274,14 @@ pub async fn copy_database_metered(
                 table_stats(source, source_admin, engine, name),
                 table_stats(target, target_admin, engine, name),
             );
-            let (tables, changed) = compare_live(&before, after?, on_target?)?;
+            let (after, on_target) = (after?, on_target?);
+            let changed = match before {
+                LiveBaseline::Stats(before) => changed_between(&before, &after),
+                LiveBaseline::Clock(since) => {
+                    updated_since(source, source_admin, name, since).await?
+                }
+            };
+            let tables = compare_excluding(after, on_target, &changed)?;
             (tables, changed, transfer, verifying.elapsed())
         }
     };
@@ -384,29 +393,88 @@ pub async fn set_events(
 /// Table name → (rows, checksum).
 type TableStats = BTreeMap<String, (u64, String)>;
 
-/// A live source's tables compared with the target: those whose stats were the same before
-/// the dump and after the restore must match the target exactly; the others changed during the
-/// copy and are named, with the target's stats reported.
-fn compare_live(
-    before: &TableStats,
-    after: TableStats,
-    target: TableStats,
-) -> Result<(Vec<TableReport>, Vec<String>), MigrateError> {
-    let mut stable = TableStats::new();
-    let mut changed = Vec::new();
-    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    for name in names {
-        match (before.get(name), after.get(name)) {
-            (Some(then), Some(now)) if then == now => {
-                stable.insert(name.clone(), now.clone());
-            }
-            _ => changed.push(name.clone()),
+/// What a live source's tables are compared against after the copy.
+enum LiveBaseline {
+    /// PostgreSQL: every table's stats before the dump (changed ones differ afterwards).
+    Stats(TableStats),
+    /// MariaDB/MySQL: the server's clock before the dump; a table's `UPDATE_TIME` (set at each
+    /// commit that writes it) then names what changed, without a second full read of the data.
+    Clock(u64),
+}
+
+async fn live_baseline(
+    source: &impl Transport,
+    admin: &DbAdmin,
+    engine: Engine,
+    name: &str,
+) -> Result<LiveBaseline, MigrateError> {
+    match engine {
+        Engine::Postgres => Ok(LiveBaseline::Stats(
+            table_stats(source, admin, engine, name).await?,
+        )),
+        Engine::Mysql => {
+            let answer = run_sql(source, admin, engine, None, "SELECT UNIX_TIMESTAMP();").await?;
+            answer
+                .trim()
+                .parse()
+                .map(LiveBaseline::Clock)
+                .map_err(|_| MigrateError::Answer {
+                    what: "reading the database server's clock".into(),
+                    endpoint: source.endpoint().to_owned(),
+                    answer,
+                })
         }
     }
+}
+
+/// MariaDB/MySQL base tables of database `name` written since `since` (server clock, seconds;
+/// one second of margin).
+async fn updated_since(
+    source: &impl Transport,
+    admin: &DbAdmin,
+    name: &str,
+    since: u64,
+) -> Result<Vec<String>, MigrateError> {
+    let query = format!(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{name}' \
+         AND TABLE_TYPE = 'BASE TABLE' AND UPDATE_TIME IS NOT NULL \
+         AND UNIX_TIMESTAMP(UPDATE_TIME) >= {} ORDER BY TABLE_NAME;",
+        since.saturating_sub(1)
+    );
+    let answer = run_sql(source, admin, Engine::Mysql, None, &query).await?;
+    Ok(answer
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Tables whose stats differ before and after, or that exist on one side only.
+fn changed_between(before: &TableStats, after: &TableStats) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| match (before.get(*name), after.get(*name)) {
+            (Some(then), Some(now)) => then != now,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// A live source's tables compared with the target, except those that `changed` during the
+/// copy: these are reported with the target's stats.
+fn compare_excluding(
+    after: TableStats,
+    target: TableStats,
+    changed: &[String],
+) -> Result<Vec<TableReport>, MigrateError> {
+    let mut stable = after;
+    stable.retain(|name, _| !changed.contains(name));
     let mut target_rest = target.clone();
     target_rest.retain(|name, _| !changed.contains(name));
     let mut tables = compare(stable, target_rest)?;
-    for name in &changed {
+    for name in changed {
         if let Some((rows, checksum)) = target.get(name) {
             tables.push(TableReport {
                 name: name.clone(),
@@ -416,7 +484,7 @@ fn compare_live(
         }
     }
     tables.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((tables, changed))
+    Ok(tables)
 }
 
 fn compare(source: TableStats, mut target: TableStats) -> Result<Vec<TableReport>, MigrateError> {
@@ -979,8 +1047,9 @@ mod tests {
         let before = stats(&[("orders", 3, "a"), ("runs", 5, "b"), ("gone", 1, "c")]);
         let after = stats(&[("orders", 3, "a"), ("runs", 6, "b2"), ("new", 1, "d")]);
         let target = stats(&[("orders", 3, "a"), ("runs", 5, "b"), ("gone", 1, "c")]);
-        let (tables, changed) = super::compare_live(&before, after, target).unwrap();
+        let changed = super::changed_between(&before, &after);
         assert_eq!(changed, vec!["gone", "new", "runs"]);
+        let tables = super::compare_excluding(after, target, &changed).unwrap();
         let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, vec!["gone", "orders", "runs"]);
     }
@@ -990,6 +1059,7 @@ mod tests {
         let before = stats(&[("orders", 3, "a")]);
         let after = stats(&[("orders", 3, "a")]);
         let target = stats(&[("orders", 2, "x")]);
-        assert!(super::compare_live(&before, after, target).is_err());
+        let changed = super::changed_between(&before, &after);
+        assert!(super::compare_excluding(after, target, &changed).is_err());
     }
 }
