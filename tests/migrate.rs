@@ -19,8 +19,6 @@ struct Move {
     name: String,
     engine: &'static str,
     env: Vec<(String, String)>,
-    /// Extra spec lines for the Server documents (both).
-    server_extra: &'static str,
 }
 
 impl Move {
@@ -65,7 +63,6 @@ impl Move {
             name: name.to_owned(),
             engine,
             env,
-            server_extra,
         })
     }
 
@@ -682,7 +679,6 @@ fn a_killed_run_and_network_cuts_during_the_streams_resume_from_the_journal() ->
         "mysql",
         "  keepaliveSeconds: 1\n",
     )?;
-    let _ = site.server_extra;
     site.place("a", "final-sync", "stop")?;
     site.apply()?.assert_success();
     seed_database(&site)?;

@@ -63,13 +63,22 @@ pub fn refuse_blocked(plan: &Plan) -> anyhow::Result<()> {
     if blocked.is_empty() {
         return Ok(());
     }
+    let preflight = plan
+        .blocked()
+        .flat_map(|s| &s.blocked_by)
+        .any(|reason| reason.starts_with("preflight:"));
+    let hint = if preflight {
+        "a migration's new server cannot take its site yet: install or start what the preflight names, free the disk or rename the clash, or point `server:` back; nothing was changed"
+    } else {
+        "make the services the probe names answer (`siteward observe` shows what it sees), then plan again"
+    };
     Err(super::hinted(
         format!(
             "{} site(s) could not be planned: {}",
             blocked.len(),
             blocked.join(", ")
         ),
-        "make the services the probe names answer (`siteward observe` shows what it sees), then plan again",
+        hint,
     ))
 }
 

@@ -344,9 +344,10 @@ mod tests {
         assert!(text.contains(" 1. [todo] provision:"), "{text}");
         assert!(text.contains("11. [todo] done:"), "{text}");
         assert!(text.contains("1 site(s) to move between servers"), "{text}");
+        let markdown = markdown(&plan);
         assert!(
-            markdown(&plan).contains("- 2. [todo] database-copied:")
-                || markdown(&plan).contains("-  2. [todo] database-copied:")
+            markdown.contains("-  2. [todo] database-copied:"),
+            "{markdown}"
         );
     }
 
