@@ -19,7 +19,9 @@ pub fn pool_file(desired: &DesiredSite) -> Option<ManagedFile> {
     let name = desired.name;
     let user = desired.user;
     let content = format!(
-        "; Managed by siteward: edits here are overwritten by the next apply.\n[siteward-{name}]\nuser = {user}\ngroup = {user}\nlisten = {socket}\nlisten.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\npm = ondemand\npm.max_children = 10\npm.process_idle_timeout = 30s\npm.max_requests = 1000\nchdir = /\ncatch_workers_output = yes\nphp_admin_value[error_log] = /var/log/php{php}-fpm-siteward-{name}.log\n",
+        "; Managed by siteward: edits here are overwritten by the next apply.\n\
+         ; Deploys reload PHP-FPM: requests running then get up to 10 s to finish instead of a 502.\n\
+         [global]\nprocess_control_timeout = 10s\n\n[siteward-{name}]\nuser = {user}\ngroup = {user}\nlisten = {socket}\nlisten.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\npm = ondemand\npm.max_children = 10\npm.process_idle_timeout = 30s\npm.max_requests = 1000\nchdir = /\ncatch_workers_output = yes\nphp_admin_value[error_log] = /var/log/php{php}-fpm-siteward-{name}.log\n",
         socket = layout::fpm_socket(name),
     );
     Some(ManagedFile::system(
