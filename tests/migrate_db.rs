@@ -36,6 +36,7 @@ CREATE DEFINER='migdb_ghost'@'localhost' FUNCTION with_tax(p DECIMAL(10,2))
 CREATE DEFINER='migdb_ghost'@'localhost' EVENT purge_audit ON SCHEDULE EVERY 1 DAY
   DO DELETE FROM audit WHERE id < 0;
 INSERT INTO products (name, photo, price) VALUES ('Café ☕ 🚀 ✓', UNHEX('00FF10275C0A0D22'), 99.50);
+INSERT INTO products (name, price) VALUES ('text DEFINER=`ghost`@`localhost` is data', 5);
 SET SESSION max_recursive_iterations = 100000;
 INSERT INTO products (name, photo, price)
   WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 20000)
@@ -153,7 +154,7 @@ async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_e
     let report = pair.copy(Engine::Mysql, database).await.unwrap();
     print_report(&report);
     assert!(report.verified);
-    let expected = vec![("audit".to_owned(), 20001), ("products".to_owned(), 20001)];
+    let expected = vec![("audit".to_owned(), 20002), ("products".to_owned(), 20002)];
     assert_eq!(rows(&report), expected);
     assert!(report.bytes_on_wire > 0);
 
@@ -169,6 +170,11 @@ async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_e
     assert_eq!(
         query("SELECT HEX(photo) FROM products WHERE id = 1"),
         "00FF10275C0A0D22"
+    );
+    assert_eq!(
+        query("SELECT name FROM products WHERE id = 2"),
+        "text DEFINER=`ghost`@`localhost` is data",
+        "a value that looks like a DEFINER clause is data, left as it is"
     );
     assert_eq!(query("SELECT with_tax(10)"), "12.00");
     assert_eq!(query("SELECT COUNT(*) FROM expensive"), "1");
@@ -193,7 +199,7 @@ async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_e
     let again = pair.copy(Engine::Mysql, database).await.unwrap();
     print_report(&again);
     assert_eq!(rows(&again), expected, "a second copy converges");
-    assert_eq!(query("SELECT COUNT(*) FROM products"), "20001");
+    assert_eq!(query("SELECT COUNT(*) FROM products"), "20002");
 }
 
 #[tokio::test]

@@ -399,6 +399,50 @@ async fn stdout_streams_to_a_writer() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 9_000_000);
 }
 
+/// The server rekeys every 4 MB while four channels stream to siteward and two stream from it:
+/// every byte arrives. (A rekey russh starts itself under such load drops the connection, so
+/// siteward leaves rekeying to the server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_rekeys_under_load_on_many_channels_lose_nothing() {
+    const MIB: u64 = 1 << 20;
+    let sshd = Sshd::start_with(&["ed25519"], "RekeyLimit 4M");
+    let session = sshd.session().await;
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = (0..4).map(|index| {
+        let session = session.clone();
+        let path = dir.path().join(format!("download-{index}"));
+        async move {
+            let mut file = tokio::fs::File::create(&path).await.unwrap();
+            let command = format!("head -c {} /dev/urandom", 40 * MIB);
+            let exit = session
+                .exec_streaming(&command, Stdin::Empty, &mut file)
+                .await
+                .unwrap();
+            assert_eq!(exit.status, 0, "{exit:?}");
+            std::fs::metadata(&path).unwrap().len()
+        }
+    });
+    let uploads = (0..2).map(|_| {
+        let session = session.clone();
+        async move {
+            let data = vec![7u8; (24 * MIB) as usize];
+            let output = session.exec("wc -c", Stdin::Bytes(&data)).await.unwrap();
+            output.stdout_lossy().trim().parse::<u64>().unwrap()
+        }
+    });
+    let (downloaded, uploaded) = tokio::join!(
+        futures::future::join_all(downloads),
+        futures::future::join_all(uploads)
+    );
+    assert_eq!(downloaded, vec![40 * MIB; 4]);
+    assert_eq!(uploaded, vec![24 * MIB; 2]);
+    assert_eq!(
+        sshd.log().matches("Accepted publickey").count(),
+        1,
+        "one connection, never dropped"
+    );
+}
+
 #[tokio::test]
 async fn exec_count_counts_exactly_one_per_round_trip() {
     let sshd = Sshd::start(&["ed25519"]);

@@ -145,7 +145,7 @@ async fn run_step<T: Transport>(
                     what: command.what.clone(),
                     endpoint: transport.endpoint().to_owned(),
                     status: exit.status,
-                    stderr: String::from_utf8_lossy(&exit.stderr).trim().to_owned(),
+                    stderr: crate::transport::stderr_excerpt(&exit.stderr),
                 })
             }
         });

@@ -2,8 +2,8 @@
 //!
 //! A and B never talk to each other: `tar` runs on A, its compressed archive flows through this
 //! process into `tar -x` on B, into a staging directory beside the live paths. The staged tree is
-//! listed (type, mode, size, sha256 or symlink target per entry, NUL-safe) and compared with A's
-//! listing before it is moved over the live paths, so nothing unverified ever goes live. Names
+//! listed (type, mode, size, BLAKE2b-256 or symlink target per entry, NUL-safe) and compared with
+//! A's listing before it is moved over the live paths, so nothing unverified ever goes live. Names
 //! are bytes end to end: spaces, newlines and bytes that are not UTF-8 survive.
 
 use std::collections::BTreeMap;
@@ -144,7 +144,8 @@ pub struct Verification {
     pub symlinks: u64,
     /// Directories, the paths themselves included.
     pub directories: u64,
-    /// sha256 (hex) of the sorted listing: path, type, mode, size, content sha256 or link target.
+    /// sha256 (hex) of the sorted listing: path, type, mode, size, content BLAKE2b-256 or link
+    /// target.
     pub checksums: String,
 }
 
@@ -233,9 +234,18 @@ pub async fn copy_paths_metered(
     };
     let stage = format!("{}/{STAGING_DIR}", target_root.trim_end_matches('/'));
     let ends = (source, target);
-    let wire_bytes = stream(ends, source_root, &stage, (codec, owner), paths, meter).await?;
+    // A is listed while it streams: a file that changes between its listing and its reading
+    // differs on B, and is then told apart by its time like any other change during the copy.
+    let (streamed, listed_source) = tokio::join!(
+        stream(ends, source_root, &stage, (codec, owner), paths, meter),
+        list(source, source_root, paths),
+    );
+    let wire_bytes = streamed?;
+    tracing::debug!(elapsed = ?started.elapsed(), wire_bytes, "storage streamed and listed on the source");
+    let listed_target = list(target, &stage, paths).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "storage listed on the target");
     let (verification, changed_on_source) =
-        compare_since(ends, (source_root, &stage), paths, since).await?;
+        explain_differences(ends, source_root, (listed_source?, listed_target), since).await?;
     let swap = Command::script(SWAP)
         .arg(target_root)
         .arg(&stage)
@@ -275,18 +285,14 @@ async fn source_clock(source: &impl Transport) -> Result<u64, FilesError> {
         })
 }
 
-/// [`compare`], where a live source's paths that changed since `since` are named, not compared.
-async fn compare_since(
+/// The two listings compared, where a live source's paths that changed since `since` are
+/// named, not compared; any other difference is a mismatch.
+async fn explain_differences(
     (source, target): (&impl Transport, &impl Transport),
-    (source_root, target_root): (&str, &str),
-    paths: &[String],
+    source_root: &str,
+    (listed_source, listed_target): (Manifest, Manifest),
     since: Option<u64>,
 ) -> Result<(Verification, Vec<String>), FilesError> {
-    let (listed_source, listed_target) = tokio::join!(
-        list(source, source_root, paths),
-        list(target, target_root, paths),
-    );
-    let (listed_source, listed_target) = (listed_source?, listed_target?);
     let differing = listed_source.differing_paths(&listed_target);
     if differing.is_empty() {
         return Ok((listed_source.summary(), Vec::new()));
@@ -506,7 +512,7 @@ fn check_exit(
         what,
         endpoint,
         status: exit.status,
-        stderr: String::from_utf8_lossy(&exit.stderr).trim().to_owned(),
+        stderr: crate::transport::stderr_excerpt(&exit.stderr),
     })
 }
 
@@ -582,7 +588,7 @@ struct Entry {
     mode: Vec<u8>,
     /// The size of a regular file; 0 for anything else (directory sizes differ between disks).
     size: u64,
-    /// sha256 (hex) of a regular file, target of a symlink, empty otherwise.
+    /// BLAKE2b-256 (hex) of a regular file, target of a symlink, empty otherwise.
     content: Vec<u8>,
 }
 

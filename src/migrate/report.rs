@@ -53,7 +53,7 @@ pub struct StorageMoved {
     pub directories: u64,
     pub bytes_on_wire: u64,
     pub compression: String,
-    /// sha256 of the sorted listing (path, type, mode, size, content sha256) on the target.
+    /// sha256 of the sorted listing (path, type, mode, size, content BLAKE2b-256) on the target.
     pub checksum: String,
     /// Paths that changed on the live source during the copy (compared by the final sync).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -203,7 +203,7 @@ impl MigrationReport {
         for storage in &self.storage {
             let _ = writeln!(
                 out,
-                "**Storage** ({}) {}: {} files ({}), {} symlinks, {} directories, {} on the wire ({}), {} ms; per-file sha256 equal, listing checksum `{}`.\n",
+                "**Storage** ({}) {}: {} files ({}), {} symlinks, {} directories, {} on the wire ({}), {} ms; per-file BLAKE2b-256 equal, listing checksum `{}`.\n",
                 storage.phase.word(),
                 storage
                     .paths

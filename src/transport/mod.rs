@@ -127,10 +127,35 @@ impl ExecOutput {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    /// Stderr, lossily decoded and trimmed, for error messages.
+    /// Stderr, lossily decoded and trimmed, for error messages (see [`stderr_excerpt`]).
     pub fn stderr_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).trim().to_owned()
+        stderr_excerpt(&self.stderr)
     }
+}
+
+/// The most lines of a command's stderr an error message carries: its last ones.
+const STDERR_LINES: usize = 20;
+/// The most characters of one stderr line an error message carries.
+const STDERR_LINE_CHARS: usize = 300;
+
+/// A command's stderr for an error message: decoded lossily, trimmed, its last lines only, each
+/// cut short. A client that echoes the statement it failed on (a megabyte `INSERT`) or a tool
+/// that prints thousands of warnings must not bury the cause, which comes last.
+pub fn stderr_excerpt(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.trim().lines().collect();
+    let skipped = lines.len().saturating_sub(STDERR_LINES);
+    let mut excerpt: Vec<String> = Vec::with_capacity(STDERR_LINES + 1);
+    if skipped > 0 {
+        excerpt.push(format!("[{skipped} earlier lines left out]"));
+    }
+    for line in &lines[skipped..] {
+        excerpt.push(match line.char_indices().nth(STDERR_LINE_CHARS) {
+            Some((cut, _)) => format!("{}… [{} bytes]", &line[..cut], line.len()),
+            None => (*line).to_owned(),
+        });
+    }
+    excerpt.join("\n")
 }
 
 /// The primitives every remote operation is built on.
@@ -225,5 +250,34 @@ pub trait Transport: Send + Sync {
             )
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stderr_excerpt;
+
+    #[test]
+    fn a_short_stderr_is_kept_whole_and_trimmed() {
+        assert_eq!(stderr_excerpt(b"  one\ntwo\n\n"), "one\ntwo");
+    }
+
+    #[test]
+    fn a_long_stderr_keeps_its_last_lines_each_cut_short() {
+        let statement = format!("INSERT INTO t VALUES (0x{})", "AB".repeat(5000));
+        let mut stderr = String::new();
+        for n in 0..30 {
+            stderr.push_str(&format!("line {n}\n"));
+        }
+        stderr.push_str(&statement);
+        stderr.push_str("\nERROR 1064 (42000) at line 9: syntax error\n");
+        let excerpt = stderr_excerpt(stderr.as_bytes());
+        let lines: Vec<&str> = excerpt.lines().collect();
+        assert_eq!(lines[0], "[12 earlier lines left out]");
+        assert_eq!(lines.len(), 21);
+        assert_eq!(lines[20], "ERROR 1064 (42000) at line 9: syntax error");
+        assert!(lines[19].starts_with("INSERT INTO t VALUES (0xABAB"));
+        assert!(lines[19].ends_with(&format!("… [{} bytes]", statement.len())));
+        assert!(excerpt.len() < 2000, "{} characters", excerpt.len());
     }
 }

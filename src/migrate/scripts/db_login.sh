@@ -32,7 +32,7 @@ as_admin() {
   esac
 }
 # compress METHOD / decompress METHOD: the wire format, zstd or gzip.
-compress() { if [ "$1" = zstd ]; then zstd -q -c -T0; else gzip -1 -c; fi; }
+compress() { if [ "$1" = zstd ]; then zstd -q -1 -c -T0; else gzip -1 -c; fi; }
 decompress() { if [ "$1" = zstd ]; then zstd -q -d -c; else gzip -d -c; fi; }
 # A pipeline's status is its last command's (no pipefail in dash): the first stage of each
 # pipeline records a failure in this file, checked afterwards.
