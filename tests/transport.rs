@@ -139,11 +139,12 @@ impl Sshd {
             .iter()
             .map(|key| format!("HostKey {}\n", key.private.display()))
             .collect();
+        // sshd keeps the first value of a keyword: the extra lines come first to override.
         format!(
-            "Port {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile none\n\
+            "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile none\n\
              AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-             PermitRootLogin prohibit-password\nMaxStartups 100\nLogLevel VERBOSE\n{extra_config}\n",
+             PermitRootLogin prohibit-password\nMaxStartups 100\nLogLevel VERBOSE\n",
             port = self.port,
             dir = self.dir.path().display(),
         )
@@ -405,7 +406,7 @@ async fn stdout_streams_to_a_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_rekeys_under_load_on_many_channels_lose_nothing() {
     const MIB: u64 = 1 << 20;
-    let sshd = Sshd::start_with(&["ed25519"], "RekeyLimit 4M");
+    let sshd = Sshd::start_with(&["ed25519"], "RekeyLimit 4M\nLogLevel DEBUG1");
     let session = sshd.session().await;
     let dir = tempfile::tempdir().unwrap();
     let downloads = (0..4).map(|index| {
@@ -436,11 +437,17 @@ async fn server_rekeys_under_load_on_many_channels_lose_nothing() {
     );
     assert_eq!(downloaded, vec![40 * MIB; 4]);
     assert_eq!(uploaded, vec![24 * MIB; 2]);
+    let log = sshd.log();
     assert_eq!(
-        sshd.log().matches("Accepted publickey").count(),
+        log.matches("Accepted publickey").count(),
         1,
         "one connection, never dropped"
     );
+    let rekeys = log
+        .lines()
+        .filter(|line| line.contains("SSH2_MSG_KEXINIT sent") && !line.contains("[preauth]"))
+        .count();
+    assert!(rekeys >= 10, "the server rekeyed {rekeys} times");
 }
 
 #[tokio::test]

@@ -401,16 +401,10 @@ async fn live_baseline(
             table_stats(source, admin, engine, name).await?,
         )),
         Engine::Mysql => {
-            let answer = run_sql(source, admin, engine, None, "SELECT UNIX_TIMESTAMP();").await?;
-            answer
-                .trim()
-                .parse()
-                .map(LiveBaseline::Clock)
-                .map_err(|_| MigrateError::Answer {
-                    what: "reading the database server's clock".into(),
-                    endpoint: source.endpoint().to_owned(),
-                    answer,
-                })
+            let asked = (engine, None, "SELECT UNIX_TIMESTAMP();");
+            let what = || "reading the database server's clock".to_owned();
+            let parse = |answer: &str| answer.trim().parse().ok().map(LiveBaseline::Clock);
+            query_parsed(source, admin, asked, what, parse).await
         }
     }
 }
@@ -753,19 +747,10 @@ const STATEMENT_BYTES: (u64, u64) = (1 << 20, 8 << 20);
 /// The largest `INSERT` to dump the rows in: half of what the target's server accepts
 /// (`max_allowed_packet`), within [`STATEMENT_BYTES`].
 async fn statement_bytes(target: &impl Transport, admin: &DbAdmin) -> Result<u64, MigrateError> {
-    let answer = run_sql(
-        target,
-        admin,
-        Engine::Mysql,
-        None,
-        "SELECT @@max_allowed_packet;",
-    )
-    .await?;
-    let accepted: u64 = answer.trim().parse().map_err(|_| MigrateError::Answer {
-        what: "reading the largest statement the database server accepts".into(),
-        endpoint: target.endpoint().to_owned(),
-        answer: answer.clone(),
-    })?;
+    let asked = (Engine::Mysql, None, "SELECT @@max_allowed_packet;");
+    let what = || "reading the largest statement the database server accepts".to_owned();
+    let parse = |answer: &str| answer.trim().parse::<u64>().ok();
+    let accepted = query_parsed(target, admin, asked, what, parse).await?;
     Ok((accepted / 2).clamp(STATEMENT_BYTES.0, STATEMENT_BYTES.1))
 }
 
@@ -1025,16 +1010,11 @@ async fn table_stats(
     engine: Engine,
     name: &str,
 ) -> Result<TableStats, MigrateError> {
-    let what = || format!("checksumming the tables of database `{name}`");
-    let unexpected = |answer: &str| MigrateError::Answer {
-        what: what(),
-        endpoint: transport.endpoint().to_owned(),
-        answer: answer.to_owned(),
-    };
     match engine {
         Engine::Postgres => {
-            let answer = run_sql(transport, admin, engine, Some(name), sql::PG_TABLE_STATS).await?;
-            sql::parse_pg_stats(&answer).ok_or_else(|| unexpected(&answer))
+            let asked = (engine, Some(name), sql::PG_TABLE_STATS);
+            let what = || format!("checksumming the tables of database `{name}`");
+            query_parsed(transport, admin, asked, what, sql::parse_pg_stats).await
         }
         Engine::Mysql => {
             let tables = mysql_table_list(transport, admin, name).await?;
@@ -1049,19 +1029,10 @@ async fn mysql_table_list(
     admin: &DbAdmin,
     name: &str,
 ) -> Result<Vec<String>, MigrateError> {
-    let listed = run_sql(
-        transport,
-        admin,
-        Engine::Mysql,
-        None,
-        &sql::mysql_tables(name),
-    )
-    .await?;
-    sql::parse_mysql_tables(&listed).ok_or_else(|| MigrateError::Answer {
-        what: format!("listing the tables of database `{name}`"),
-        endpoint: transport.endpoint().to_owned(),
-        answer: listed,
-    })
+    let query = sql::mysql_tables(name);
+    let what = || format!("listing the tables of database `{name}`");
+    let asked = (Engine::Mysql, None, query.as_str());
+    query_parsed(transport, admin, asked, what, sql::parse_mysql_tables).await
 }
 
 /// The base tables of MySQL/MariaDB database `name` with their sizes on disk (bytes).
@@ -1071,12 +1042,9 @@ async fn mysql_table_sizes(
     name: &str,
 ) -> Result<Vec<(String, u64)>, MigrateError> {
     let query = sql::mysql_table_sizes(name);
-    let listed = run_sql(transport, admin, Engine::Mysql, None, &query).await?;
-    sql::parse_mysql_table_sizes(&listed).ok_or_else(|| MigrateError::Answer {
-        what: format!("measuring the tables of database `{name}`"),
-        endpoint: transport.endpoint().to_owned(),
-        answer: listed,
-    })
+    let what = || format!("measuring the tables of database `{name}`");
+    let asked = (Engine::Mysql, None, query.as_str());
+    query_parsed(transport, admin, asked, what, sql::parse_mysql_table_sizes).await
 }
 
 /// Row counts and `CHECKSUM TABLE` of `tables` of MySQL/MariaDB database `name`.
@@ -1090,9 +1058,24 @@ async fn mysql_stats(
         return Ok(TableStats::new());
     }
     let query = sql::mysql_table_stats(name, tables);
-    let answer = run_sql(transport, admin, Engine::Mysql, None, &query).await?;
-    sql::parse_mysql_stats(&answer, tables).ok_or_else(|| MigrateError::Answer {
-        what: format!("checksumming the tables of database `{name}`"),
+    let what = || format!("checksumming the tables of database `{name}`");
+    let parse = |answer: &str| sql::parse_mysql_stats(answer, tables);
+    let asked = (Engine::Mysql, None, query.as_str());
+    query_parsed(transport, admin, asked, what, parse).await
+}
+
+/// Runs a query as the administrator — `(engine, database, sql)` — and parses its answer; an
+/// answer `parse` refuses is an error saying what was being done.
+async fn query_parsed<T>(
+    transport: &impl Transport,
+    admin: &DbAdmin,
+    (engine, database, query): (Engine, Option<&str>, &str),
+    what: impl FnOnce() -> String,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, MigrateError> {
+    let answer = run_sql(transport, admin, engine, database, query).await?;
+    parse(&answer).ok_or_else(|| MigrateError::Answer {
+        what: what(),
         endpoint: transport.endpoint().to_owned(),
         answer,
     })

@@ -15,7 +15,7 @@ use crate::layout;
 use crate::observe::ObservedSite;
 use crate::plan::build::MOVED_TO_FACT;
 use crate::plan::fingerprint::site_spec_hash;
-use crate::plan::migration::{JOURNAL_FILE, Journal, Phase};
+use crate::plan::migration::{JOURNAL_FILE, Journal, MoveSizes, Phase};
 use crate::plan::step::{Engine, Reload};
 use crate::plan::{ResourceKind, SitePlan, Step};
 use crate::resources::{self, DesiredSite};
@@ -516,12 +516,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             self.admin(Side::Target, engine)?,
         );
         let phase = self.current_copy(Phase::DatabaseCopied, Phase::DatabaseSynced);
-        let expected = self
-            .job
-            .plan
-            .migration
-            .as_ref()
-            .map(|m| m.sizes.database_bytes);
+        let expected = self.planned_size(|sizes| sizes.database_bytes);
         let meter = self.job.progress.meter(
             &format!("migration of {} | database {}", self.site(), database.name),
             expected,
@@ -653,6 +648,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     }
 
     /// Which copy is running: the first (source live) or the final sync (source stopped).
+    /// A size measured on the source when the plan was made, for the progress ETA.
+    fn planned_size(&self, pick: fn(&MoveSizes) -> u64) -> Option<u64> {
+        self.job.plan.migration.as_ref().map(|m| pick(&m.sizes))
+    }
+
     fn current_copy(&self, first: Phase, sync: Phase) -> Phase {
         if self.journal.has(Phase::SourceStopped) {
             sync
@@ -693,12 +693,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         let mut paths = outermost_paths(&self.desired.storage);
         let mut absent = Vec::new();
         let phase = self.current_copy(Phase::StorageCopied, Phase::StorageSynced);
-        let total = self
-            .job
-            .plan
-            .migration
-            .as_ref()
-            .map(|m| m.sizes.storage_bytes);
+        let total = self.planned_size(|sizes| sizes.storage_bytes);
         loop {
             if paths.is_empty() {
                 break;
