@@ -50,6 +50,13 @@ pub fn pool_path(php: &str, site: &str) -> String {
     format!("/etc/php/{php}/fpm/pool.d/siteward-{site}.conf")
 }
 
+/// The PHP version of `path` when it is a pool file of `site` (`/etc/php/<version>/fpm/pool.d/
+/// siteward-<site>.conf`), whatever the version.
+pub fn pool_version<'a>(path: &'a str, site: &str) -> Option<&'a str> {
+    let (version, _) = path.strip_prefix("/etc/php/")?.split_once('/')?;
+    (!version.is_empty() && pool_path(version, site) == path).then_some(version)
+}
+
 /// The PHP-FPM socket.
 pub fn fpm_socket(site: &str) -> String {
     format!("/run/php/siteward-{site}.sock")

@@ -412,6 +412,60 @@ fn an_apply_killed_in_the_middle_converges_on_the_next_apply() -> Result<()> {
     Ok(())
 }
 
+/// The markers of files written or removed that their service has not loaded yet.
+fn unloaded_markers(host: &Host) -> Result<String> {
+    host.exec("ls -A /run/siteward/unloaded 2>/dev/null || true")
+}
+
+#[test]
+fn files_written_but_never_loaded_are_reloaded_by_the_next_apply() -> Result<()> {
+    let site = Site::laravel("t-engine-f", "eng-reload", "mariadb", "reload-pass-1")?;
+    site.apply()?.assert_success();
+    let host = &site.host;
+    assert_eq!(
+        unloaded_markers(host)?,
+        "",
+        "a whole apply leaves no marker"
+    );
+    // What an apply stopped between writing and reloading leaves: the right files on disk,
+    // services that never loaded them, and the markers the write scripts set first.
+    let vhost = "/etc/nginx/conf.d/siteward-eng-reload.conf";
+    let pool = "/etc/php/8.2/fpm/pool.d/siteward-eng-reload.conf";
+    host.exec(&format!(
+        "mv {vhost} /root/vhost && mv {pool} /root/pool && nginx -s reload && kill -USR2 $(cat /run/php/php8.2-fpm.pid)"
+    ))?;
+    wait_for("the site no longer served", Duration::from_secs(20), || {
+        Ok(host.http_get("eng-reload.test", "/up")?.0 == 404
+            && !host.exists("/run/php/siteward-eng-reload.sock")?)
+    })?;
+    host.exec(&format!(
+        "mv /root/vhost {vhost} && mv /root/pool {pool} && mkdir -p /run/siteward/unloaded && \
+         touch /run/siteward/unloaded/%etc%nginx%conf.d%siteward-eng-reload.conf \
+               /run/siteward/unloaded/%etc%php%8.2%fpm%pool.d%siteward-eng-reload.conf"
+    ))?;
+
+    let mut pending = site.pending()?;
+    pending.sort();
+    assert_eq!(
+        pending,
+        vec![
+            ("fpm-pool".into(), "update".into(), pool.into()),
+            ("vhost".into(), "update".into(), vhost.into()),
+        ]
+    );
+    let plan = site.siteward(&["plan"])?;
+    assert!(
+        plan.stdout
+            .contains(&format!("{vhost} is written but nginx has not loaded it")),
+        "{plan}"
+    );
+    site.apply()?.assert_success();
+    assert_eq!(site.page()?["app"], "eng-reload", "served again");
+    assert_eq!(unloaded_markers(host)?, "");
+    assert_eq!(site.pending()?, vec![], "converged");
+    Ok(())
+}
+
 #[test]
 fn a_stale_plan_is_refused() -> Result<()> {
     let site = Site::laravel("t-engine-e", "eng-stale", "mariadb", "stale-pass-1")?;

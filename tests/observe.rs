@@ -331,6 +331,48 @@ fn observing_ten_sites_sees_what_was_made_by_hand_in_one_exec() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_file_rewritten_while_observed_spoils_its_own_content_only() -> Result<()> {
+    let host = Fleet::host("t-observe-a")?;
+    let sites: Vec<Made> = (0..3).map(|index| Made::new("obschurn", index)).collect();
+    make_sites(&host, &sites)?;
+    // The first site's cron file is rewritten without pause, at a new length each time: an
+    // editor or an apply at work. Its content comes before the other files' in the probe.
+    let churning = "/etc/cron.d/siteward-obschurn-0";
+    host.exec(&format!(
+        "sh -c 'while :; do printf \"# %0*d\\n\" $(($(date +%N) % 3000)) 0 > {churning}; done' \
+         >/dev/null 2>&1 </dev/null & echo $! > /tmp/obschurn.pid"
+    ))?;
+    let result = (|| -> Result<()> {
+        let request = ProbeRequest {
+            sites: sites.iter().map(Made::probe).collect(),
+            redis: None,
+        };
+        let server = server("t-observe-a", &host, serde_json::json!({}));
+        for _ in 0..5 {
+            let observed = observe_once(&server, &request)?;
+            for site in &sites[1..] {
+                check_site(&observed, site);
+            }
+            let first = &observed.sites["obschurn-0"].files;
+            let vhost = "/etc/nginx/conf.d/siteward-obschurn-0.conf";
+            assert_eq!(
+                first[vhost].content.as_deref(),
+                Some(sites[0].vhost.as_str())
+            );
+            for problem in &observed.problems {
+                assert!(
+                    problem.topic != "files" || problem.message.contains(churning),
+                    "{problem:?}"
+                );
+            }
+        }
+        Ok(())
+    })();
+    host.exec("kill $(cat /tmp/obschurn.pid); rm -f /tmp/obschurn.pid")?;
+    result
+}
+
 fn check_site(observed: &ObservedServer, made: &Made) {
     let site = &observed.sites[&made.name];
     let name = &made.name;

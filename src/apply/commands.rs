@@ -33,12 +33,18 @@ pub enum CommandError {
 
 const ENSURE_USER: &str = include_str!("scripts/ensure_user.sh");
 const ENSURE_DIRECTORY: &str = include_str!("scripts/ensure_directory.sh");
-const WRITE_FILE: &str = include_str!("scripts/write_file.sh");
-const REMOVE_FILE: &str = include_str!("scripts/remove_file.sh");
+/// Functions that load managed files into their services, ahead of the scripts that use them.
+macro_rules! with_reload {
+    ($script:literal) => {
+        concat!(include_str!("scripts/reload.sh"), include_str!($script))
+    };
+}
+const WRITE_FILE: &str = with_reload!("scripts/write_file.sh");
+const REMOVE_FILE: &str = with_reload!("scripts/remove_file.sh");
 const MERGE_ENV: &str = include_str!("scripts/merge_env.sh");
 const SQL: &str = include_str!("scripts/sql.sh");
 const DEPLOY: &str = include_str!("scripts/deploy.sh");
-const SUPERVISOR_UPDATE: &str = include_str!("scripts/supervisor_update.sh");
+const SUPERVISOR_UPDATE: &str = with_reload!("scripts/supervisor_update.sh");
 const WRITE_RECORD: &str = include_str!("scripts/write_record.sh");
 const REMOVE_SITE: &str = include_str!("scripts/remove_site.sh");
 
@@ -106,6 +112,7 @@ fn reload_args(reload: &Reload) -> [String; 2] {
         Reload::Nothing => ["nothing".into(), String::new()],
         Reload::Nginx => ["nginx".into(), String::new()],
         Reload::PhpFpm { version } => ["php-fpm".into(), version.clone()],
+        Reload::Supervisor => ["supervisor".into(), String::new()],
     }
 }
 

@@ -1,7 +1,7 @@
 //! What siteward saw on a server: the typed result of one probe.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything observed on one server in one probe.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -76,6 +76,10 @@ pub struct ObservedSite {
     pub paths: BTreeMap<String, ObservedPath>,
     /// Managed files by absolute path: vhost, pool, cron file, supervisor programs, `.env`.
     pub files: BTreeMap<String, ObservedFile>,
+    /// Managed files written or removed that their service (nginx, PHP-FPM, supervisor) has not
+    /// loaded since: an apply stopped between the write and the reload.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unloaded: BTreeSet<String>,
     /// `.env` keys with the sha256 of each value; never the values. `None`: no `.env`.
     /// Values are read as Laravel reads them (one pair of quotes removed, escapes in double
     /// quotes resolved, `${VAR}` not expanded); for a key given twice, the first one counts.

@@ -7,7 +7,7 @@
 # The answer on stdout is one record per line: a tag and tab-separated fields; text fields are
 # base64 (`-` when absent), numbers and tokens are plain; the last line is `end <records>`.
 # The script collects raw facts with a fixed number of processes, whatever the number of sites
-# (one find, one sha256sum, one cat, one database query per engine, one supervisor query...);
+# (one find, one sha256sum, one tar, one database query per engine, one supervisor query...);
 # per site it uses shell builtins only, except `git` for in-place checkouts. Mapping the facts
 # to sites happens in Rust (probe/assemble.rs). Every value that reaches a command comes from a
 # checked allow-list or is passed as a quoted word; files in site users' directories are read
@@ -124,6 +124,17 @@ sw_server() {
   sw_service sshd sshd -- sshd
   sw_redis_installed=0
   sw_installed redis-server && sw_redis_installed=1
+  sw_unloaded
+}
+
+# Managed files written or removed that their service has not loaded yet: the apply scripts
+# leave a marker (the path with `/` as `%`) until the reload succeeds (apply/scripts/reload.sh).
+sw_unloaded() {
+  for sw_f in /run/siteward/unloaded/*; do
+    [ -e "$sw_f" ] || continue
+    sw_text "${sw_f##*/}"
+    sw_rec unloaded "$sw_t"
+  done
 }
 
 # --- sites -------------------------------------------------------------------------------------
@@ -419,11 +430,13 @@ sw_hash() {
   sha256sum -- "$@" "$sw_tmp"/v.* >"$sw_tmp/hash.out" 2>/dev/null
 }
 
+# One tar of every managed file: each file's size is taken as it is read, so a file that changes
+# or goes away meanwhile (an editor, another apply) spoils its own content only, never the next.
 sw_blob() {
   sw_load content
   [ "$sw_n" -gt 0 ] || return 0
   eval "set -- $sw_words"
-  cat -- "$@" 2>/dev/null | base64 -w0 >"$sw_tmp/blob.out"
+  tar -cf - -P --no-recursion --hard-dereference -- "$@" 2>/dev/null | base64 -w0 >"$sw_tmp/blob.out"
 }
 
 sw_disks() {

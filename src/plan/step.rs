@@ -182,6 +182,20 @@ pub enum Reload {
     PhpFpm {
         version: String,
     },
+    /// Supervisor loads the program file in the `SupervisorUpdate` step that follows.
+    Supervisor,
+}
+
+impl Reload {
+    /// The service that must load the file, for messages; `None` when none reads it.
+    pub fn service(&self) -> Option<String> {
+        match self {
+            Reload::Nothing => None,
+            Reload::Nginx => Some("nginx".to_owned()),
+            Reload::PhpFpm { version } => Some(format!("php-fpm{version}")),
+            Reload::Supervisor => Some("supervisor".to_owned()),
+        }
+    }
 }
 
 /// Database engine family, as the executor needs it.

@@ -1,6 +1,6 @@
 //! Managed files: compare rendered text with what the server holds, and show a diff.
 
-use crate::observe::ObservedFile;
+use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Action, Change, ResourceKind, Step};
 use sha2::{Digest, Sha256};
@@ -34,14 +34,11 @@ impl ManagedFile {
         }
     }
 
-    /// The change that brings `observed` to this file.
-    pub fn diff(
-        &self,
-        resource: ResourceKind,
-        name: &str,
-        observed: Option<&ObservedFile>,
-    ) -> Change {
-        let Some(observed) = observed else {
+    /// The change that brings the server's copy of this file (in `site`) to this file. A file
+    /// that is right but that its service has not loaded yet (an apply was cut off between
+    /// writing and reloading) is written again, which reloads.
+    pub fn diff(&self, resource: ResourceKind, name: &str, site: &ObservedSite) -> Change {
+        let Some(observed) = site.files.get(&self.path) else {
             return Change::new(
                 resource,
                 name,
@@ -56,7 +53,19 @@ impl ManagedFile {
             || observed.group != self.group
             || observed.mode != self.mode;
         if !content_differs && !attributes_differ {
-            return Change::no_op(resource, name);
+            return match self.reload.service() {
+                Some(service) if site.unloaded.contains(&self.path) => Change::new(
+                    resource,
+                    name,
+                    Action::Update,
+                    format!(
+                        "{} is written but {service} has not loaded it (an apply stopped before the reload)",
+                        self.path
+                    ),
+                )
+                .step(self.write_step()),
+                _ => Change::no_op(resource, name),
+            };
         }
         let reason = if content_differs {
             format!("{} differs from the spec", self.path)
@@ -97,28 +106,42 @@ impl ManagedFile {
     }
 }
 
-/// The change that removes a managed file the spec no longer wants.
+/// The change that removes a managed file the spec no longer wants, or `None` when it is gone
+/// and its service has loaded that. A file removed whose service was not reloaded afterwards
+/// (an apply was cut off) is removed again, which reloads.
 pub fn removal(
     resource: ResourceKind,
     name: &str,
     path: &str,
-    observed: &ObservedFile,
+    site: &ObservedSite,
     reload: Reload,
-) -> Change {
-    Change::new(
-        resource,
-        name,
-        Action::Delete,
-        format!("{path} is no longer in the spec"),
-    )
-    .with_diff(Some(unified_diff(
-        path,
-        observed.content.as_deref().unwrap_or(""),
-        "",
-    )))
-    .step(Step::RemoveFile {
+) -> Option<Change> {
+    let step = Step::RemoveFile {
         path: path.to_owned(),
-        reload,
+        reload: reload.clone(),
+    };
+    if let Some(observed) = site.files.get(path) {
+        let old = observed.content.as_deref().unwrap_or("");
+        return Some(
+            Change::new(
+                resource,
+                name,
+                Action::Delete,
+                format!("{path} is no longer in the spec"),
+            )
+            .with_diff(Some(unified_diff(path, old, "")))
+            .step(step),
+        );
+    }
+    let service = reload.service()?;
+    site.unloaded.contains(path).then(|| {
+        Change::new(
+            resource,
+            name,
+            Action::Delete,
+            format!("{path} is removed but {service} has not reloaded since (an apply stopped before the reload)"),
+        )
+        .step(step)
     })
 }
 
@@ -134,21 +157,33 @@ pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::ObservedFile;
 
-    fn observed(content: &str) -> ObservedFile {
-        ObservedFile {
-            sha256: sha256_hex(content.as_bytes()),
-            owner: "root".into(),
-            group: "root".into(),
-            mode: 0o644,
-            content: Some(content.into()),
-        }
+    /// A site whose server holds `/etc/x` with `content`.
+    fn holding(content: &str) -> ObservedSite {
+        let mut site = ObservedSite::default();
+        site.files.insert(
+            "/etc/x".into(),
+            ObservedFile {
+                sha256: sha256_hex(content.as_bytes()),
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o644,
+                content: Some(content.into()),
+            },
+        );
+        site
+    }
+
+    fn unloaded(mut site: ObservedSite) -> ObservedSite {
+        site.unloaded.insert("/etc/x".into());
+        site
     }
 
     #[test]
     fn an_identical_file_is_a_no_op() {
         let file = ManagedFile::system("/etc/x".into(), "a\nb\n".into(), Reload::Nothing);
-        let change = file.diff(ResourceKind::Cron, "x", Some(&observed("a\nb\n")));
+        let change = file.diff(ResourceKind::Cron, "x", &holding("a\nb\n"));
         assert_eq!(change.action, Action::NoOp);
         assert!(change.steps.is_empty());
     }
@@ -156,7 +191,7 @@ mod tests {
     #[test]
     fn a_changed_line_shows_in_the_diff() {
         let file = ManagedFile::system("/etc/x".into(), "a\nc\n".into(), Reload::Nothing);
-        let change = file.diff(ResourceKind::Cron, "x", Some(&observed("a\nb\n")));
+        let change = file.diff(ResourceKind::Cron, "x", &holding("a\nb\n"));
         assert_eq!(change.action, Action::Update);
         let diff = change.diff.unwrap();
         assert!(diff.contains("-b\n") && diff.contains("+c\n"), "{diff}");
@@ -168,9 +203,49 @@ mod tests {
             mode: 0o600,
             ..ManagedFile::system("/etc/x".into(), "a\n".into(), Reload::Nothing)
         };
-        let change = file.diff(ResourceKind::Cron, "x", Some(&observed("a\n")));
+        let change = file.diff(ResourceKind::Cron, "x", &holding("a\n"));
         assert_eq!(change.action, Action::Update);
         assert!(change.diff.is_none());
         assert!(change.reason.contains("0600"), "{}", change.reason);
+    }
+
+    #[test]
+    fn an_identical_file_its_service_has_not_loaded_is_written_again() {
+        let file = ManagedFile::system("/etc/x".into(), "a\n".into(), Reload::Nginx);
+        let change = file.diff(ResourceKind::Vhost, "x", &unloaded(holding("a\n")));
+        assert_eq!(change.action, Action::Update);
+        assert_eq!(
+            change.reason,
+            "/etc/x is written but nginx has not loaded it (an apply stopped before the reload)"
+        );
+        assert_eq!(change.steps, vec![file.write_step()]);
+        assert!(change.diff.is_none());
+    }
+
+    #[test]
+    fn a_marker_on_a_file_no_service_reads_changes_nothing() {
+        let file = ManagedFile::system("/etc/x".into(), "a\n".into(), Reload::Nothing);
+        let change = file.diff(ResourceKind::Cron, "x", &unloaded(holding("a\n")));
+        assert_eq!(change.action, Action::NoOp);
+    }
+
+    #[test]
+    fn a_removed_file_is_removed_again_only_while_its_service_has_not_reloaded() {
+        let fpm = Reload::PhpFpm {
+            version: "8.2".into(),
+        };
+        let gone = ObservedSite::default();
+        let removal_of =
+            |site: &ObservedSite| removal(ResourceKind::FpmPool, "x", "/etc/x", site, fpm.clone());
+        assert_eq!(removal_of(&gone), None, "gone and reloaded: nothing to do");
+        let change = removal_of(&unloaded(gone)).expect("a reload is owed");
+        assert_eq!(change.action, Action::Delete);
+        assert!(
+            change.reason.contains("php-fpm8.2 has not reloaded"),
+            "{}",
+            change.reason
+        );
+        let present = removal_of(&holding("a\n")).expect("the file is there");
+        assert_eq!(present.reason, "/etc/x is no longer in the spec");
     }
 }

@@ -6,6 +6,7 @@ use crate::layout;
 use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Action, Change, ResourceKind, Step};
+use std::collections::BTreeSet;
 
 /// The cron file, or `None` when the site has no cron jobs.
 pub fn cron_file(desired: &DesiredSite) -> Option<ManagedFile> {
@@ -38,19 +39,12 @@ pub fn cron_file(desired: &DesiredSite) -> Option<ManagedFile> {
 pub fn diff_cron(desired: &DesiredSite, observed: &ObservedSite) -> Option<Change> {
     let path = layout::cron_path(desired.name);
     let defaults_only = desired.crons.iter().all(|c| c.default);
-    match (cron_file(desired), observed.files.get(&path)) {
-        (Some(file), found) => Some(
-            file.diff(ResourceKind::Cron, &path, found)
+    match cron_file(desired) {
+        Some(file) => Some(
+            file.diff(ResourceKind::Cron, &path, observed)
                 .from_default(defaults_only),
         ),
-        (None, Some(found)) => Some(removal(
-            ResourceKind::Cron,
-            &path,
-            &path,
-            found,
-            Reload::Nothing,
-        )),
-        (None, None) => None,
+        None => removal(ResourceKind::Cron, &path, &path, observed, Reload::Nothing),
     }
 }
 
@@ -69,7 +63,7 @@ pub fn program_file(desired: &DesiredSite, worker: &crate::spec::site::Worker) -
     ManagedFile::system(
         layout::program_path(desired.name, worker.name.as_str()),
         content,
-        Reload::Nothing,
+        Reload::Supervisor,
     )
 }
 
@@ -82,35 +76,40 @@ pub fn diff_workers(desired: &DesiredSite, observed: &ObservedSite) -> Vec<Chang
     for worker in &desired.workers {
         let file = program_file(desired, worker);
         let program = desired.program(worker.name.as_str());
-        let change = file.diff(
-            ResourceKind::Worker,
-            &program,
-            observed.files.get(&file.path),
-        );
+        let change = file.diff(ResourceKind::Worker, &program, observed);
         if change.action != Action::NoOp {
             touched.push(program);
         }
         changes.push(change);
     }
     let prefix = format!("/etc/supervisor/conf.d/siteward-{}-", desired.name);
-    for (path, found) in observed.files.range(prefix.clone()..) {
+    let present: BTreeSet<&String> = observed
+        .files
+        .keys()
+        .chain(&observed.unloaded)
+        .filter(|path| path.starts_with(&prefix))
+        .collect();
+    for path in present {
         let Some(worker) = path
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".conf"))
         else {
-            break;
+            continue;
         };
         if desired.workers.iter().any(|w| w.name.as_str() == worker) {
             continue;
         }
         let program = desired.program(worker);
-        changes.push(removal(
+        let Some(change) = removal(
             ResourceKind::Worker,
             &program,
             path,
-            found,
-            Reload::Nothing,
-        ));
+            observed,
+            Reload::Supervisor,
+        ) else {
+            continue;
+        };
+        changes.push(change);
         touched.push(program);
     }
     if let Some(last) = changes.iter_mut().rev().find(|c| c.action != Action::NoOp) {

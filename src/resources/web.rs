@@ -1,12 +1,13 @@
 //! The web side of a site: its PHP-FPM pool and its nginx vhost.
 
 use super::desired::DesiredSite;
-use super::file::ManagedFile;
+use super::file::{ManagedFile, removal};
 use crate::layout;
 use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Change, ResourceKind};
 use crate::spec::site::SiteType;
+use std::collections::BTreeSet;
 
 const HEADER: &str = "# Managed by siteward: edits here are overwritten by the next apply.";
 
@@ -66,14 +67,29 @@ pub fn vhost_file(desired: &DesiredSite) -> ManagedFile {
 
 /// # Guarantees
 /// The pool file is written only when it differs, and FPM reloaded only then, after
-/// `php-fpmX.Y -t` passes.
-pub fn diff_pool(desired: &DesiredSite, observed: &ObservedSite) -> Option<Change> {
-    let file = pool_file(desired)?;
-    Some(file.diff(
-        ResourceKind::FpmPool,
-        &file.path,
-        observed.files.get(&file.path),
-    ))
+/// `php-fpmX.Y -t` passes. The site's pools under other PHP versions (the spec's version
+/// changed, or the site became static) are removed and their FPM reloaded, so that one FPM
+/// alone listens on the site's socket.
+pub fn diff_pool(desired: &DesiredSite, observed: &ObservedSite) -> Vec<Change> {
+    let wanted = pool_file(desired);
+    let mut changes = Vec::new();
+    if let Some(file) = &wanted {
+        changes.push(file.diff(ResourceKind::FpmPool, &file.path, observed));
+    }
+    let present = observed.files.keys().chain(&observed.unloaded);
+    let others: BTreeSet<&String> = present
+        .filter(|path| wanted.as_ref().is_none_or(|file| file.path != **path))
+        .collect();
+    for path in others {
+        let Some(version) = layout::pool_version(path, desired.name) else {
+            continue;
+        };
+        let reload = Reload::PhpFpm {
+            version: version.to_owned(),
+        };
+        changes.extend(removal(ResourceKind::FpmPool, path, path, observed, reload));
+    }
+    changes
 }
 
 /// # Guarantees
@@ -81,9 +97,104 @@ pub fn diff_pool(desired: &DesiredSite, observed: &ObservedSite) -> Option<Chang
 /// failing test puts the previous file back and fails the step.
 pub fn diff_vhost(desired: &DesiredSite, observed: &ObservedSite) -> Change {
     let file = vhost_file(desired);
-    file.diff(
-        ResourceKind::Vhost,
-        &file.path,
-        observed.files.get(&file.path),
-    )
+    file.diff(ResourceKind::Vhost, &file.path, observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::ObservedFile;
+    use crate::plan::{Action, Step};
+    use crate::spec::site::Site;
+
+    fn php_site(php: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: a}}\nspec: {{address: 192.0.2.1}}\n---\n\
+             apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {{name: blog}}\n\
+             spec: {{server: a, type: php, domain: blog.test, user: blog, php: \"{php}\"}}\n"
+        );
+        std::fs::write(dir.path().join("specs.yaml"), text).unwrap();
+        let loaded = crate::spec::load_and_check(&[dir.path().to_path_buf()]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded.sites[0].item.clone()
+    }
+
+    fn holding(file: &ManagedFile) -> ObservedSite {
+        let mut observed = ObservedSite::default();
+        observed.files.insert(
+            file.path.clone(),
+            ObservedFile {
+                sha256: super::super::file::sha256_hex(file.content.as_bytes()),
+                owner: file.owner.clone(),
+                group: file.group.clone(),
+                mode: file.mode,
+                content: Some(file.content.clone()),
+            },
+        );
+        observed
+    }
+
+    #[test]
+    fn a_new_php_version_writes_its_pool_and_removes_the_old_one() {
+        let old_site = php_site("8.2");
+        let old_pool = pool_file(&DesiredSite::new(&old_site)).unwrap();
+        let new_site = php_site("8.3");
+        let new = DesiredSite::new(&new_site);
+        let changes = diff_pool(&new, &holding(&old_pool));
+        let actions: Vec<(Action, &str)> = changes
+            .iter()
+            .map(|c| (c.action, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                (Action::Create, "/etc/php/8.3/fpm/pool.d/siteward-blog.conf"),
+                (Action::Delete, "/etc/php/8.2/fpm/pool.d/siteward-blog.conf"),
+            ]
+        );
+        assert_eq!(
+            changes[1].steps,
+            vec![Step::RemoveFile {
+                path: old_pool.path.clone(),
+                reload: Reload::PhpFpm {
+                    version: "8.2".into()
+                },
+            }]
+        );
+    }
+
+    #[test]
+    fn a_pool_removed_but_not_reloaded_is_removed_again() {
+        let site = php_site("8.3");
+        let desired = DesiredSite::new(&site);
+        let pool = pool_file(&desired).unwrap();
+        let mut observed = holding(&pool);
+        observed
+            .unloaded
+            .insert("/etc/php/8.2/fpm/pool.d/siteward-blog.conf".into());
+        let changes = diff_pool(&desired, &observed);
+        assert_eq!(changes[0].action, Action::NoOp);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[1].action, Action::Delete);
+        assert!(
+            changes[1]
+                .reason
+                .contains("php-fpm8.2 has not reloaded since"),
+            "{}",
+            changes[1].reason
+        );
+    }
+
+    #[test]
+    fn another_sites_pool_is_left_alone() {
+        let site = php_site("8.3");
+        let desired = DesiredSite::new(&site);
+        let mut observed = holding(&pool_file(&desired).unwrap());
+        observed
+            .unloaded
+            .insert("/etc/php/8.2/fpm/pool.d/siteward-blog-eu.conf".into());
+        let changes = diff_pool(&desired, &observed);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+    }
 }

@@ -1,15 +1,16 @@
-# Removes a managed file, then reloads the service that read it.
-# $1 path, $2 reload (nothing|nginx|php-fpm), $3 PHP version
+# Removes a managed file, then tests and reloads the service that read it (reload.sh). A file
+# already gone is reloaded only when its marker says the service never saw it go.
+# $1 path, $2 reload (nothing|nginx|php-fpm|supervisor), $3 PHP version
 set -eu
 path=$1 reload=$2 php=${3:-}
-[ -e "$path" ] || [ -L "$path" ] || exit 0
-rm -f "$path"
-systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
-case $reload in
-  nothing) ;;
-  nginx) nginx -t >/dev/null 2>&1 && { if systemd; then systemctl reload nginx; else nginx -s reload; fi; } ;;
-  php-fpm)
-    if systemd; then systemctl reload "php$php-fpm"
-    elif [ -s "/run/php/php$php-fpm.pid" ]; then kill -USR2 "$(cat "/run/php/php$php-fpm.pid")"; fi
-    ;;
-esac
+case $reload in nothing | nginx | php-fpm | supervisor) ;; *) echo "unknown reload $reload" >&2; exit 2 ;; esac
+if [ -e "$path" ] || [ -L "$path" ]; then
+  [ "$reload" = nothing ] || mark_unloaded "$path"
+  rm -f "$path"
+elif ! is_unloaded "$path"; then
+  exit 0
+fi
+changed=$(date +%s%N)
+failed_test_note=" after $path was removed (it stays removed; fix the configuration and apply again)"
+on_failed_test() { :; }
+load "$reload"

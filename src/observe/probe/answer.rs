@@ -49,7 +49,9 @@ pub(super) struct Answer {
     pub users: BTreeMap<String, ObservedUser>,
     pub stats: BTreeMap<String, Stat>,
     pub hashes: BTreeMap<String, String>,
-    /// Paths whose contents are concatenated in `blob`, in order.
+    /// Managed files written or removed that their service has not loaded since.
+    pub unloaded: Vec<String>,
+    /// Paths whose contents are in `blob`, a tar archive.
     pub contents: Vec<String>,
     pub blob: Vec<u8>,
     /// Site → the `.env` file read for it.
@@ -134,6 +136,7 @@ impl Answer {
             "stat" => self.stat(f)?,
             "hash" => _ = self.hashes.insert(f.text()?, f.sha256()?),
             "content" => self.contents.push(f.text()?),
+            "unloaded" => self.unloaded.push(f.text()?.replace('%', "/")),
             "blob" => self.blob = f.base64()?,
             "envfile" => _ = self.env_files.insert(f.text()?, f.text()?),
             "env" => self.env(f)?,

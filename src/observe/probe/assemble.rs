@@ -14,7 +14,7 @@ use crate::observe::{
 
 /// Builds the observed server: every site of the request and every recorded site.
 pub(super) fn assemble(mut answer: Answer, request: &ProbeRequest) -> ObservedServer {
-    let contents = slice_contents(&mut answer);
+    let contents = unpack_contents(&mut answer);
     let names = site_names(&answer, request);
     let owners = FileOwners::new(&names);
     let mut server = ObservedServer {
@@ -361,7 +361,7 @@ impl<'a> FileOwners<'a> {
         self.names.iter().find(|name| {
             path == layout::vhost_path(name)
                 || path == layout::cron_path(name)
-                || is_pool_of(path, name)
+                || layout::pool_version(path, name).is_some()
         })
     }
 
@@ -379,42 +379,87 @@ impl<'a> FileOwners<'a> {
     }
 }
 
-/// `/etc/php/<version>/fpm/pool.d/siteward-<site>.conf`, for any version.
-fn is_pool_of(path: &str, site: &str) -> bool {
-    let Some((version, rest)) = path
-        .strip_prefix("/etc/php/")
-        .and_then(|rest| rest.split_once('/'))
-    else {
-        return false;
-    };
-    !version.is_empty() && layout::pool_path(version, site) == format!("/etc/php/{version}/{rest}")
-}
-
-/// Splits the blob into the contents of the files in it, checked against their hashes.
-fn slice_contents(answer: &mut Answer) -> BTreeMap<String, String> {
+/// The contents of the files in the blob (a tar archive), each checked against its hash. A file
+/// that changed while it was observed loses its content only, with a problem.
+fn unpack_contents(answer: &mut Answer) -> BTreeMap<String, String> {
+    let wanted: BTreeSet<String> = std::mem::take(&mut answer.contents).into_iter().collect();
     let mut contents = BTreeMap::new();
-    let mut offset = 0usize;
-    for path in std::mem::take(&mut answer.contents) {
-        let Some(size) = answer.stats.get(&path).map(|stat| stat.size as usize) else {
-            break;
-        };
-        let Some(bytes) = answer.blob.get(offset..offset + size) else {
+    let mut spoiled = BTreeSet::new();
+    if wanted.is_empty() {
+        return contents;
+    }
+    let mut archive = tar::Archive::new(answer.blob.as_slice());
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(error) => {
             answer
                 .problems
-                .push(files_problem(&path, "its content did not arrive whole"));
-            break;
+                .push(files_problem("any file", &error.to_string()));
+            return contents;
+        }
+    };
+    for entry in entries {
+        let (path, bytes) = match read_entry(entry) {
+            Ok(Some(file)) => file,
+            Ok(None) => continue,
+            Err(error) => {
+                answer.problems.push(files_problem(
+                    "the remaining files",
+                    &format!("the archive is cut: {error}"),
+                ));
+                break;
+            }
         };
-        offset += size;
-        let digest = hex::encode(Sha256::digest(bytes));
-        match (answer.hashes.get(&path), String::from_utf8(bytes.to_vec())) {
-            (Some(sha256), Ok(text)) if *sha256 == digest => _ = contents.insert(path, text),
-            (Some(sha256), _) if *sha256 != digest => answer
-                .problems
-                .push(files_problem(&path, "it changed while it was observed")),
-            _ => {}
+        if !wanted.contains(&path) {
+            continue;
+        }
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let fault = match answer.hashes.get(&path) {
+            None => continue,
+            Some(sha256) if *sha256 != digest => "it changed while it was observed",
+            Some(_) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    contents.insert(path, text);
+                    continue;
+                }
+                Err(_) => "it is not UTF-8 text",
+            },
+        };
+        answer.problems.push(files_problem(&path, fault));
+        spoiled.insert(path);
+    }
+    for path in wanted {
+        if answer.hashes.contains_key(&path)
+            && !contents.contains_key(&path)
+            && !spoiled.contains(&path)
+        {
+            let problem = files_problem(&path, "it went away while it was observed");
+            answer.problems.push(problem);
         }
     }
     contents
+}
+
+/// The absolute path and bytes of a regular file in the archive; `None` for anything else.
+fn read_entry(
+    entry: std::io::Result<tar::Entry<'_, &[u8]>>,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    use std::io::Read as _;
+    let mut entry = entry?;
+    if !entry.header().entry_type().is_file() {
+        return Ok(None);
+    }
+    let Ok(name) = String::from_utf8(entry.path_bytes().into_owned()) else {
+        return Ok(None);
+    };
+    let path = if name.starts_with('/') {
+        name
+    } else {
+        format!("/{name}")
+    };
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes)?;
+    Ok(Some((path, bytes)))
 }
 
 fn files_problem(path: &str, why: &str) -> ObservedProblem {
@@ -456,6 +501,12 @@ fn attach_files(
         };
         if let Some(observed) = server.sites.get_mut(site) {
             observed.files.insert(path.clone(), file);
+        }
+    }
+    for path in &answer.unloaded {
+        let site = owners.of_path(path);
+        if let Some(observed) = site.and_then(|site| server.sites.get_mut(site)) {
+            observed.unloaded.insert(path.clone());
         }
     }
 }

@@ -4,6 +4,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
 fn b64(text: &str) -> String {
     STANDARD.encode(text)
 }
@@ -29,6 +33,23 @@ fn request() -> ProbeRequest {
 }
 
 /// An answer made of `records`, framed by the version line and a correct `end`.
+/// A `blob` record: the files as GNU tar archives them with `-P` (absolute names).
+fn blob(files: &[(&str, &str)]) -> String {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        // `set_path` refuses absolute paths; GNU tar -P writes them as they are.
+        let name = &mut header.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        builder.append(&header, content.as_bytes()).unwrap();
+    }
+    format!("blob\t{}", STANDARD.encode(builder.into_inner().unwrap()))
+}
+
 fn framed(records: &[String]) -> String {
     let mut text = String::from("siteward-probe\t1\n");
     for record in records {
@@ -189,7 +210,7 @@ fn a_well_formed_answer_becomes_the_observed_server() {
             b64("/etc/nginx/conf.d/siteward-shop.conf")
         ),
         format!("content\t{}", b64("/etc/nginx/conf.d/siteward-shop.conf")),
-        format!("blob\t{}", b64(vhost)),
+        blob(&[("/etc/nginx/conf.d/siteward-shop.conf", vhost)]),
         format!("release\t{}\t{}\t0", b64("shop"), b64("1")),
         format!("release\t{}\t{}\t1", b64("shop"), b64("2")),
         format!("revision\t{}\t{}\tabcdef1", b64("shop"), b64("2")),
@@ -334,11 +355,69 @@ fn contents_that_do_not_match_their_hash_are_dropped_with_a_problem() {
         ),
         format!("hash\t{}\t{}", b64(path), "0".repeat(64)),
         format!("content\t{}", b64(path)),
-        format!("blob\t{}", b64("abc")),
+        blob(&[(path, "abc")]),
     ]);
     let server = parse_text(&answer).unwrap();
     assert_eq!(server.sites["shop"].files[path].content, None);
     assert_eq!(server.problems[0].topic, "files");
+}
+
+#[test]
+fn a_file_that_changed_while_observed_spoils_its_own_content_only() {
+    let cron = "/etc/cron.d/siteward-shop";
+    let vhost = "/etc/nginx/conf.d/siteward-shop.conf";
+    let (cron_now, vhost_text) = ("* * * * * root true\n", "server {}\n");
+    let mut records = Vec::new();
+    for (path, text) in [(cron, "# older\n"), (vhost, vhost_text)] {
+        records.push(format!(
+            "stat\t{}\tf\t{}\t{}\t644\t{}\t-",
+            b64(path),
+            b64("root"),
+            b64("root"),
+            text.len()
+        ));
+        records.push(format!("hash\t{}\t{}", b64(path), sha256_hex(text)));
+        records.push(format!("content\t{}", b64(path)));
+    }
+    records.push(blob(&[(cron, cron_now), (vhost, vhost_text)]));
+    let server = parse_text(&framed(&records)).unwrap();
+    let files = &server.sites["shop"].files;
+    assert_eq!(files[cron].content, None);
+    assert_eq!(files[vhost].content.as_deref(), Some(vhost_text));
+    let messages: Vec<&str> = server.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [format!(
+            "no content for {cron}: it changed while it was observed"
+        )]
+    );
+}
+
+#[test]
+fn a_file_gone_before_it_was_read_is_a_problem_and_the_others_arrive() {
+    let cron = "/etc/cron.d/siteward-shop";
+    let vhost = "/etc/nginx/conf.d/siteward-shop.conf";
+    let mut records = Vec::new();
+    for path in [cron, vhost] {
+        records.push(format!(
+            "stat\t{}\tf\t{}\t{}\t644\t2\t-",
+            b64(path),
+            b64("root"),
+            b64("root"),
+        ));
+        records.push(format!("hash\t{}\t{}", b64(path), sha256_hex("x\n")));
+        records.push(format!("content\t{}", b64(path)));
+    }
+    records.push(blob(&[(vhost, "x\n")]));
+    let server = parse_text(&framed(&records)).unwrap();
+    let files = &server.sites["shop"].files;
+    assert_eq!(files[vhost].content.as_deref(), Some("x\n"));
+    assert_eq!(files[cron].content, None);
+    assert!(
+        server.problems[0].message.contains("went away"),
+        "{:?}",
+        server.problems
+    );
 }
 
 #[test]
