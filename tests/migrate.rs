@@ -653,6 +653,54 @@ fn a_failed_validation_brings_the_source_back_and_the_next_apply_converges() -> 
     Ok(())
 }
 
+#[test]
+fn a_final_sync_killed_after_the_source_stopped_then_set_back_to_test_brings_the_source_back()
+-> Result<()> {
+    // B's Redis is never touched here, unlike on e/f; c/d's other site moves with onSource:
+    // remove, which deletes only that site.
+    let site = Move::new("t-migrate-c", "t-migrate-d", "mig-mode", "mysql")?;
+    site.place("a", "test", "keep")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    site.place("b", "final-sync", "keep")?;
+    // Killed as A's jobs pause: the pause script may still wait on the server for the worker
+    // to stop while the next run begins.
+    let mut child = site.spawn_apply()?;
+    let started = Instant::now();
+    while cron_live(&site, &site.a)? {
+        ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the source never stopped: {}",
+            site.journal(&site.b)?
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()?;
+    let journal = site.journal(&site.b)?;
+    ensure!(journal.contains("source-stopped"), "{journal}");
+    ensure!(!journal.contains("validated"), "killed too late: {journal}");
+    let (status, _) = site.a.http_get(&site.domain(), "/up")?;
+    ensure!(status == 503, "A is left in maintenance: {status}");
+
+    site.place("b", "test", "keep")?;
+    let out = site.apply()?;
+    out.assert_success();
+    ensure!(
+        out.stderr.contains("bringing the source back")
+            || out.stdout.contains("bringing the source back"),
+        "{out}"
+    );
+    let (status, _) = site.a.http_get(&site.domain(), "/up")?;
+    ensure!(status == 200, "A serves again: {status}");
+    ensure!(cron_live(&site, &site.a)? && worker_running(&site, &site.a)?);
+    ensure!(!cron_live(&site, &site.b)? && !worker_running(&site, &site.b)?);
+    let journal = site.journal(&site.b)?;
+    ensure!(!journal.contains("source-stopped"), "{journal}");
+    assert_report(&site, false)?;
+    Ok(())
+}
+
 /// Waits until `host` runs a process whose command line matches the regular expression
 /// `pattern` (anchor it with `^`, so that the shell running `pgrep` does not match itself).
 fn wait_for_process(host: &Host, pattern: &str) -> Result<()> {

@@ -68,6 +68,10 @@ pub enum MigrationError {
     },
     #[error("the validation of `{server}` failed: {failed}")]
     Validation { server: String, failed: String },
+    #[error(
+        "the source `{server}` could not be brought back as the live runner (the log says why)"
+    )]
+    SourceStillStopped { server: String },
     #[error("the server `{server}` has no `{section}` administrator in its spec")]
     NoAdmin {
         server: String,
@@ -195,9 +199,29 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             .await?;
         self.timed(Phase::TargetInstalled).await?;
         match self.job.site.spec.migration.mode {
-            MigrationMode::Test => self.timed(Phase::Tested).await,
+            MigrationMode::Test => {
+                self.source_live_again().await?;
+                self.timed(Phase::Tested).await
+            }
             MigrationMode::FinalSync => self.final_sync().await,
         }
+    }
+
+    /// In `test` mode the source is the live runner. A final sync that stopped it and then
+    /// ended without bringing it back (killed, say) before the spec went back to `test`
+    /// leaves it stopped: it is brought back before the test.
+    async fn source_live_again(&mut self) -> Result<(), MigrationError> {
+        if !self.journal.has(Phase::SourceStopped) {
+            return Ok(());
+        }
+        self.say("the mode is test again: bringing the source back as the live runner");
+        self.bring_source_back().await;
+        if self.journal.has(Phase::SourceStopped) {
+            return Err(MigrationError::SourceStillStopped {
+                server: self.job.source.name.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     async fn final_sync(&mut self) -> Result<(), MigrationError> {

@@ -35,7 +35,8 @@ reload_fpm() { # waits (up to 10 s) until this pool listens
   if systemd; then systemctl reload "php$php-fpm"
   else
     pid=$(fpm_pid)
-    if [ -n "$pid" ] && kill -USR2 "$pid" 2>/dev/null; then :; else "php-fpm$php" --daemonize; fi
+    # The daemon must not inherit reload_once's lock (fd 9): it would hold it for good.
+    if [ -n "$pid" ] && kill -USR2 "$pid" 2>/dev/null; then :; else "php-fpm$php" --daemonize 9>&-; fi
   fi
   tries=0
   while [ "$tries" -lt 100 ]; do

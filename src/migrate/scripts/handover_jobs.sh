@@ -8,6 +8,16 @@ shift 5
 program_dir=${program_prefix%/*}
 cron_name=${cron_file##*/}
 
+# One handover script of a site at a time. A run killed while its script waits (supervisor
+# stopping the workers gracefully, cron jobs draining) leaves that script running on the
+# server; the next run's script waits for it instead of undoing half of its work.
+mkdir -p /run/siteward
+exec 8>"/run/siteward/handover-$site.lock"
+if ! flock -w 600 8; then
+  echo "another handover of site $site has been running on this server for 10 minutes" >&2
+  exit 5
+fi
+
 # cron_users: the given users and every user a line of the cron file (live or paused) runs as.
 cron_users() {
   # shellcheck disable=SC2086 # a list of user names, split on purpose
