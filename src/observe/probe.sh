@@ -432,11 +432,12 @@ sw_hash() {
 
 # One tar of every managed file: each file's size is taken as it is read, so a file that changes
 # or goes away meanwhile (an editor, another apply) spoils its own content only, never the next.
+# gzip takes out tar's padding: 50 sites' files travel in less than the bare text would.
 sw_blob() {
   sw_load content
   [ "$sw_n" -gt 0 ] || return 0
   eval "set -- $sw_words"
-  tar -cf - -P --no-recursion --hard-dereference -- "$@" 2>/dev/null | base64 -w0 >"$sw_tmp/blob.out"
+  tar -cf - -P --no-recursion --hard-dereference -- "$@" 2>/dev/null | gzip -1 -c | base64 -w0 >"$sw_tmp/blob.out"
 }
 
 sw_disks() {

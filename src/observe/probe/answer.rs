@@ -51,7 +51,7 @@ pub(super) struct Answer {
     pub hashes: BTreeMap<String, String>,
     /// Managed files written or removed that their service has not loaded since.
     pub unloaded: Vec<String>,
-    /// Paths whose contents are in `blob`, a tar archive.
+    /// Paths whose contents are in `blob`, a gzipped tar archive.
     pub contents: Vec<String>,
     pub blob: Vec<u8>,
     /// Site → the `.env` file read for it.

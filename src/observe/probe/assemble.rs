@@ -379,7 +379,7 @@ impl<'a> FileOwners<'a> {
     }
 }
 
-/// The contents of the files in the blob (a tar archive), each checked against its hash. A file
+/// The contents of the files in the blob (a gzipped tar archive), each checked against its hash. A file
 /// that changed while it was observed loses its content only, with a problem.
 fn unpack_contents(answer: &mut Answer) -> BTreeMap<String, String> {
     let wanted: BTreeSet<String> = std::mem::take(&mut answer.contents).into_iter().collect();
@@ -388,7 +388,7 @@ fn unpack_contents(answer: &mut Answer) -> BTreeMap<String, String> {
     if wanted.is_empty() {
         return contents;
     }
-    let mut archive = tar::Archive::new(answer.blob.as_slice());
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(answer.blob.as_slice()));
     let entries = match archive.entries() {
         Ok(entries) => entries,
         Err(error) => {
@@ -442,7 +442,7 @@ fn unpack_contents(answer: &mut Answer) -> BTreeMap<String, String> {
 
 /// The absolute path and bytes of a regular file in the archive; `None` for anything else.
 fn read_entry(
-    entry: std::io::Result<tar::Entry<'_, &[u8]>>,
+    entry: std::io::Result<tar::Entry<'_, impl std::io::Read>>,
 ) -> std::io::Result<Option<(String, Vec<u8>)>> {
     use std::io::Read as _;
     let mut entry = entry?;

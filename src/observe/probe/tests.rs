@@ -33,7 +33,7 @@ fn request() -> ProbeRequest {
 }
 
 /// An answer made of `records`, framed by the version line and a correct `end`.
-/// A `blob` record: the files as GNU tar archives them with `-P` (absolute names).
+/// A `blob` record: the files as GNU tar archives them with `-P` (absolute names), gzipped.
 fn blob(files: &[(&str, &str)]) -> String {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, content) in files {
@@ -47,7 +47,9 @@ fn blob(files: &[(&str, &str)]) -> String {
         header.set_cksum();
         builder.append(&header, content.as_bytes()).unwrap();
     }
-    format!("blob\t{}", STANDARD.encode(builder.into_inner().unwrap()))
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, &builder.into_inner().unwrap()).unwrap();
+    format!("blob\t{}", STANDARD.encode(gzip.finish().unwrap()))
 }
 
 fn framed(records: &[String]) -> String {
