@@ -142,16 +142,12 @@ mod tests {
     use crate::observe::{Disk, ObservedPhp, ObservedSite, ObservedUser, SiteRecord};
 
     fn site() -> Site {
-        let dir = tempfile::tempdir().unwrap();
         let text = "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {name: b}\nspec: {address: 192.0.2.2, php: [\"8.2\"], mysql: {adminUser: root}}\n---\n\
                     apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {name: shop}\n\
                     spec: {server: b, type: laravel, domain: shop.test, user: shop, php: \"8.2\", \
                     database: {engine: mariadb, name: shop}, redis: {required: true}, \
                     workers: [{name: queue, command: php artisan queue:work}]}\n";
-        std::fs::write(dir.path().join("specs.yaml"), text).unwrap();
-        let loaded = crate::spec::load_and_check(&[dir.path().to_path_buf()]);
-        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        loaded.sites[0].item.clone()
+        crate::spec::first_site_of(text)
     }
 
     fn ready_server() -> ObservedServer {

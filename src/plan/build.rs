@@ -379,17 +379,13 @@ mod tests {
     use crate::observe::ObservedServer;
 
     fn site(server: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: a}}\nspec: {{address: 192.0.2.1}}\n---\n\
              apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: b}}\nspec: {{address: 192.0.2.2}}\n---\n\
              apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {{name: shop}}\n\
              spec: {{server: {server}, type: static, domain: shop.test, user: shop}}\n"
         );
-        std::fs::write(dir.path().join("specs.yaml"), text).unwrap();
-        let loaded = crate::spec::load_and_check(&[dir.path().to_path_buf()]);
-        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        loaded.sites[0].item.clone()
+        crate::spec::first_site_of(&text)
     }
 
     fn plan_for(site: &Site, recorded_on: &str) -> Plan {

@@ -108,16 +108,12 @@ mod tests {
     use crate::spec::site::Site;
 
     fn php_site(php: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: a}}\nspec: {{address: 192.0.2.1}}\n---\n\
              apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {{name: blog}}\n\
              spec: {{server: a, type: php, domain: blog.test, user: blog, php: \"{php}\"}}\n"
         );
-        std::fs::write(dir.path().join("specs.yaml"), text).unwrap();
-        let loaded = crate::spec::load_and_check(&[dir.path().to_path_buf()]);
-        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        loaded.sites[0].item.clone()
+        crate::spec::first_site_of(&text)
     }
 
     fn holding(file: &ManagedFile) -> ObservedSite {

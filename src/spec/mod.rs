@@ -18,6 +18,17 @@ pub use site::{Site, SiteSpec};
 
 use std::path::PathBuf;
 
+/// The first site of a specs text (a multi-document YAML), loaded and checked as files on disk
+/// are; for unit tests. Panics on any diagnostic.
+#[cfg(test)]
+pub fn first_site_of(text: &str) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("specs.yaml"), text).unwrap();
+    let loaded = load_and_check(&[dir.path().to_path_buf()]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    loaded.sites[0].item.clone()
+}
+
 /// Loads the specs under `paths` and runs every check: schema, then semantics.
 ///
 /// Returns everything that loaded together with every problem found, so that one run
