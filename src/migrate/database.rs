@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::SourceState;
 use super::progress::Meter;
+use super::{Compression, SourceState};
 use crate::plan::step::Engine;
 use crate::spec::secret::Secret;
 use crate::transport::{
@@ -133,25 +133,6 @@ impl DbAdmin {
             self.auth().into(),
             self.user.clone(),
         ]
-    }
-}
-
-/// How the dump is compressed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// `zstd`, when both servers have it.
-    Zstd,
-    /// `gzip -1` otherwise.
-    Gzip,
-}
-
-impl Compression {
-    fn word(self) -> &'static str {
-        match self {
-            Self::Zstd => "zstd",
-            Self::Gzip => "gzip",
-        }
     }
 }
 
@@ -938,11 +919,7 @@ async fn probe(source: &impl Transport, target: &impl Transport) -> Result<Probe
     let (source_tool, _) = parse_probe(&on_source);
     let (target_tool, target_cpus) = parse_probe(&on_target);
     Ok(Probe {
-        compression: if source_tool == "zstd" && target_tool == "zstd" {
-            Compression::Zstd
-        } else {
-            Compression::Gzip
-        },
+        compression: Compression::shared(source_tool == "zstd", target_tool == "zstd"),
         target_cpus,
     })
 }

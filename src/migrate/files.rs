@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
-use super::SourceState;
 use super::progress::Meter;
+use super::{Compression, SourceState};
 use crate::transport::quote::Command;
 use crate::transport::{Exit, QuoteError, Stdin, Transport, TransportError};
 
@@ -115,24 +115,6 @@ pub enum FilesError {
     },
 }
 
-/// The compression used on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// zstd, when both servers have it.
-    Zstd,
-    /// gzip -1 otherwise.
-    Gzip,
-}
-
-impl Codec {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Zstd => "zstd",
-            Self::Gzip => "gzip",
-        }
-    }
-}
-
 /// What a listing of storage paths holds, summed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -163,7 +145,7 @@ pub struct FilesCopyReport {
     /// Compressed bytes that went through siteward.
     pub wire_bytes: u64,
     /// The compression used on the wire.
-    pub codec: Codec,
+    pub codec: Compression,
     /// sha256 (hex) of the sorted listing of the target (equal to the source's, but for the
     /// paths in `changed_on_source`).
     pub checksums: String,
@@ -407,7 +389,7 @@ async fn preflight(
     target: &impl Transport,
     source_root: &str,
     paths: &[String],
-) -> Result<Codec, FilesError> {
+) -> Result<Compression, FilesError> {
     let scan = Command::script(SCAN)
         .arg(source_root)
         .arg("zstd")
@@ -443,11 +425,7 @@ async fn preflight(
         });
     }
     let target_zstd = probed.starts_with(b"zstd");
-    Ok(if source_zstd && target_zstd {
-        Codec::Zstd
-    } else {
-        Codec::Gzip
-    })
+    Ok(Compression::shared(source_zstd, target_zstd))
 }
 
 /// Pipes `tar` on A into `tar -x` on B through this process; returns the compressed bytes.
@@ -455,18 +433,18 @@ async fn stream(
     (source, target): (&impl Transport, &impl Transport),
     source_root: &str,
     stage: &str,
-    (codec, owner): (Codec, &str),
+    (codec, owner): (Compression, &str),
     paths: &[String],
     meter: &Meter,
 ) -> Result<u64, FilesError> {
     let send = Command::script(SEND)
         .arg(source_root)
-        .arg(codec.name())
+        .arg(codec.word())
         .args(paths.iter().cloned())
         .render()?;
     let receive = Command::script(RECEIVE)
         .arg(stage)
-        .arg(codec.name())
+        .arg(codec.word())
         .arg(owner)
         .render()?;
     let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
