@@ -537,6 +537,61 @@ async fn a_command_past_the_exec_bound_is_killed_and_reported() {
     }
 }
 
+#[tokio::test]
+async fn a_command_dies_with_the_connection_that_started_it() {
+    let sshd = Sshd::start(&["ed25519"]);
+    let session = sshd.session().await;
+    let marker = sshd.path("orphan-finished");
+    let command = format!("sleep 3.73; touch {}", marker.display());
+    let running = {
+        let session = session.clone();
+        tokio::spawn(async move { session.exec(&command, Stdin::Empty).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !run_status("pgrep", &["-f", "^sleep 3.73$"]) {
+        assert!(Instant::now() < deadline, "the command never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection goes away while the command runs, as when siteward is killed.
+    session.close().await;
+    let _ = running.await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while run_status("pgrep", &["-f", "^sleep 3.73$"]) {
+        assert!(
+            Instant::now() < deadline,
+            "the command outlived its connection by 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!marker.exists(), "the rest of the command ran");
+}
+
+#[tokio::test]
+async fn a_finished_command_leaves_nothing_running() {
+    let sshd = Sshd::start(&["ed25519"]);
+    let session = sshd.session().await;
+    let started = Instant::now();
+    let output = session
+        .exec("ps -o pgid= -p $$; exit 7", Stdin::Empty)
+        .await
+        .unwrap();
+    assert_eq!(output.status, 7, "the command's own status");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let group = output.stdout_lossy().trim().to_owned();
+    assert!(group.parse::<u32>().is_ok(), "{group}");
+    // Its watcher sees it gone within a second and ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    // Zombies do not count: this machine's init may be slow to reap orphans.
+    let alive = format!("ps -e -o pgid=,stat=,args= | awk '$1 == {group} && $2 !~ /^Z/'");
+    let left = run("sh", &["-c", &alive]);
+    assert_eq!(left, "", "left running in the command's process group");
+}
+
 fn run_status(program: &str, args: &[&str]) -> bool {
     let status = std::process::Command::new(program)
         .args(args)

@@ -146,8 +146,19 @@ impl Running<'_> {
     }
 }
 
+/// Ties a command to its connection (`watchdog.sh`, its comments left out of every command
+/// line): killed when the connection goes away.
+static WATCHDOG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("watchdog.sh")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect()
+});
+
 /// `command` as sent: killed with its process group by the server shortly past `bound`
-/// (the `signal` request alone does not reach root sessions on OpenSSH), run as root per `become_root`.
+/// (the `signal` request alone does not reach root sessions on OpenSSH) or when the connection
+/// goes away, run as root per `become_root`.
 pub(super) fn remote_command(
     command: &str,
     become_root: Become,
@@ -159,7 +170,9 @@ pub(super) fn remote_command(
         Become::Direct => vec![],
         Become::SudoN => vec!["sudo", "-n", "--"],
     };
-    words.extend(["timeout", "-s", "KILL", &limit, "sh", "-c", command]);
+    words.extend([
+        "timeout", "-s", "KILL", &limit, "sh", "-c", &WATCHDOG, "siteward", command,
+    ]);
     quote_words(words)
 }
 
@@ -212,10 +225,17 @@ mod tests {
     #[test]
     fn commands_are_bounded_on_the_server_and_wrapped_for_sudo() {
         let bound = Duration::from_millis(1500);
+        let watchdog = quote_words([WATCHDOG.as_str()]).unwrap();
         let direct = remote_command("echo hi there", Become::Direct, bound).unwrap();
-        assert_eq!(direct, "timeout -s KILL 4s sh -c 'echo hi there'");
+        assert_eq!(
+            direct,
+            format!("timeout -s KILL 4s sh -c {watchdog} siteward 'echo hi there'")
+        );
         let sudo = remote_command("id", Become::SudoN, Duration::from_secs(60)).unwrap();
-        assert_eq!(sudo, "sudo -n -- timeout -s KILL 62s sh -c id");
+        assert_eq!(
+            sudo,
+            format!("sudo -n -- timeout -s KILL 62s sh -c {watchdog} siteward id")
+        );
     }
 
     #[test]
