@@ -459,6 +459,13 @@ fn files_written_but_never_loaded_are_reloaded_by_the_next_apply() -> Result<()>
             .contains(&format!("{vhost} is written but nginx has not loaded it")),
         "{plan}"
     );
+    let observed = site.siteward(&["observe"])?;
+    assert!(
+        observed.stdout.contains(&format!(
+            "unloaded: {pool} (its service has not loaded it since it changed)"
+        )),
+        "{observed}"
+    );
     site.apply()?.assert_success();
     assert_eq!(site.page()?["app"], "eng-reload", "served again");
     assert_eq!(unloaded_markers(host)?, "");

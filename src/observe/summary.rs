@@ -104,6 +104,10 @@ pub fn site_lines(site: &ObservedSite) -> String {
         );
         line(&mut out, 4, "file", &text);
     }
+    for path in &site.unloaded {
+        let text = format!("{path} (its service has not loaded it since it changed)");
+        line(&mut out, 4, "unloaded", &text);
+    }
     line(&mut out, 4, "database", &database(site));
     let processes: Vec<String> = site
         .processes
