@@ -108,6 +108,17 @@ impl Site {
         Ok(link.trim().trim_start_matches("releases/").to_owned())
     }
 
+    /// What a deploy killed while it built leaves: a release directory `id` with code in it,
+    /// no record of its commit, never switched to.
+    fn leave_unfinished_release(&self, id: &str) -> Result<()> {
+        let dir = format!("{}/releases/{id}", self.root());
+        let user = self.name.replace('-', "_");
+        self.host.exec(&format!(
+            "mkdir -p {dir}/public && echo '<?php echo \"half built\";' > {dir}/public/index.php && chown -R {user}:{user} {dir}"
+        ))?;
+        Ok(())
+    }
+
     fn releases(&self) -> Result<Vec<String>> {
         let out = self.host.exec(&format!("ls -1 {}/releases", self.root()))?;
         Ok(out.lines().map(str::to_owned).collect())
@@ -259,14 +270,34 @@ fn rollback_goes_back_one_good_release_and_pruning_keeps_keep_releases() -> Resu
     })?;
     let mut base: Option<String> = None;
     let mut served = Vec::new();
+    // The release id one second after `id` (ids are UTC timestamps, YYYYMMDDHHMMSS).
+    let next_id = |id: &str| -> Result<String> { Ok((id.parse::<u64>()? + 1).to_string()) };
     for n in 1..=3 {
         let commit = version_commit(branch, &format!("roll-{n}"), base.as_deref())?;
         site.apply()?.assert_success();
         served.push(site.current()?);
         base = Some(commit);
+        if n == 2 {
+            // Newer than the live release: pruning alone would keep it as "the one before".
+            site.leave_unfinished_release(&next_id(&served[1])?)?;
+            // So that the next release's id leaves room for one between the two.
+            std::thread::sleep(Duration::from_secs(2));
+        }
     }
     assert_eq!(site.page()?["version"], "roll-3");
-    assert_eq!(site.releases()?, served[1..].to_vec(), "keepReleases: 2");
+    assert_eq!(
+        site.releases()?,
+        served[1..].to_vec(),
+        "keepReleases: 2, and the unfinished release removed by the next deploy"
+    );
+    // Between the two kept releases: never a rollback target.
+    let unfinished = next_id(&served[1])?;
+    assert!(
+        unfinished < served[2],
+        "{unfinished} sorts before {}",
+        served[2]
+    );
+    site.leave_unfinished_release(&unfinished)?;
 
     let refused = site.siteward(&["rollback", "droll"])?;
     refused.assert_code(1);

@@ -229,11 +229,13 @@ pub fn rollback_change(
     )
 }
 
-/// The newest release older than `live` that is not marked bad (ids sort by time).
+/// The newest release older than `live` that is finished (its commit recorded, which a deploy
+/// does last before switching) and not marked bad (ids sort by time). A release a killed
+/// deploy left half built has no commit and is never a target.
 fn previous_good<'a>(releases: &'a [ObservedRelease], live: &str) -> Option<&'a ObservedRelease> {
     releases
         .iter()
-        .filter(|r| r.id.as_str() < live && !r.bad)
+        .filter(|r| r.id.as_str() < live && !r.bad && r.commit.is_some())
         .max_by(|a, b| a.id.cmp(&b.id))
 }
 
@@ -244,7 +246,7 @@ mod tests {
     fn release(id: &str, bad: bool) -> ObservedRelease {
         ObservedRelease {
             id: id.into(),
-            commit: None,
+            commit: Some("c0ffee".into()),
             bad,
             bad_fingerprint: None,
         }
@@ -257,6 +259,21 @@ mod tests {
             release("20260101000002", true),
             release("20260101000003", false),
             release("20260101000004", false),
+        ];
+        let found = previous_good(&releases, "20260101000003").map(|r| r.id.as_str());
+        assert_eq!(found, Some("20260101000001"));
+    }
+
+    #[test]
+    fn rollback_skips_a_release_left_unfinished() {
+        let unfinished = ObservedRelease {
+            commit: None,
+            ..release("20260101000002", false)
+        };
+        let releases = [
+            release("20260101000001", false),
+            unfinished,
+            release("20260101000003", false),
         ];
         let found = previous_good(&releases, "20260101000003").map(|r| r.id.as_str());
         assert_eq!(found, Some("20260101000001"));

@@ -137,8 +137,20 @@ deploy_in_place() {
   echo "deployed $revision ($subject) in place"
 }
 
+# Releases a killed deploy left half built: no `.siteward-revision` (written last before the
+# switch) and not live. They are never rollback targets; the next deploy removes them.
+remove_unfinished() {
+  live=$(readlink "$root/current" 2>/dev/null || true)
+  live=${live#releases/}
+  for dir in "$root"/releases/*; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    [ -e "$dir/.siteward-revision" ] || [ "${dir##*/}" = "$live" ] || rm -rf "$dir"
+  done
+}
+
 deploy_release() {
   prepare_bin
+  remove_unfinished
   id=$(date -u +%Y%m%d%H%M%S)
   release=$root/releases/$id
   [ ! -e "$release" ] || { sleep 1; id=$(date -u +%Y%m%d%H%M%S); release=$root/releases/$id; }
@@ -148,8 +160,6 @@ deploy_release() {
   subject=$(as_user git -C "$release" log -1 --format=%s 2>/dev/null || true)
   echo "checked out $revision: $subject" >&2
   rm -rf "$release/.git"
-  printf '%s\n' "$revision" >"$release/.siteward-revision"
-  chown "$user:$user" "$release/.siteward-revision"
   old_ifs=$IFS; IFS=,
   for path in $shared; do
     [ -n "$path" ] || continue
@@ -165,6 +175,9 @@ deploy_release() {
   fi
   run_script "$release" || fail "the deploy script exited non-zero"
   laravel_links "$release"
+  # Built: the commit recorded marks the release finished (see remove_unfinished).
+  printf '%s\n' "$revision" >"$release/.siteward-revision"
+  chown "$user:$user" "$release/.siteward-revision"
   previous=$(readlink "$root/current" 2>/dev/null || true)
   previous=${previous#releases/}
   activate "$id"
