@@ -104,6 +104,18 @@ pub struct ObservedSite {
     pub user_crontab_lines: usize,
 }
 
+impl ObservedSite {
+    /// The managed files there are, or that were removed without their service reloading
+    /// since: every path a removal may still be owed for.
+    pub fn managed_paths(&self) -> BTreeSet<&str> {
+        self.files
+            .keys()
+            .chain(&self.unloaded)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 /// siteward's record of a site on a server (`/var/lib/siteward/sites/<site>`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,6 @@ use crate::layout;
 use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Action, Change, ResourceKind, Step};
-use std::collections::BTreeSet;
 
 /// The cron file, or `None` when the site has no cron jobs.
 pub fn cron_file(desired: &DesiredSite) -> Option<ManagedFile> {
@@ -83,13 +82,7 @@ pub fn diff_workers(desired: &DesiredSite, observed: &ObservedSite) -> Vec<Chang
         changes.push(change);
     }
     let prefix = format!("/etc/supervisor/conf.d/siteward-{}-", desired.name);
-    let present: BTreeSet<&String> = observed
-        .files
-        .keys()
-        .chain(&observed.unloaded)
-        .filter(|path| path.starts_with(&prefix))
-        .collect();
-    for path in present {
+    for path in observed.managed_paths() {
         let Some(worker) = path
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".conf"))

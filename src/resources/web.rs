@@ -7,7 +7,6 @@ use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Change, ResourceKind};
 use crate::spec::site::SiteType;
-use std::collections::BTreeSet;
 
 const HEADER: &str = "# Managed by siteward: edits here are overwritten by the next apply.";
 
@@ -76,14 +75,13 @@ pub fn diff_pool(desired: &DesiredSite, observed: &ObservedSite) -> Vec<Change> 
     if let Some(file) = &wanted {
         changes.push(file.diff(ResourceKind::FpmPool, &file.path, observed));
     }
-    let present = observed.files.keys().chain(&observed.unloaded);
-    let others: BTreeSet<&String> = present
-        .filter(|path| wanted.as_ref().is_none_or(|file| file.path != **path))
-        .collect();
-    for path in others {
+    for path in observed.managed_paths() {
         let Some(version) = layout::pool_version(path, desired.name) else {
             continue;
         };
+        if wanted.as_ref().is_some_and(|file| file.path == path) {
+            continue;
+        }
         let reload = Reload::PhpFpm {
             version: version.to_owned(),
         };
