@@ -774,16 +774,22 @@ async fn stream<S: Transport, T: Transport>(
     };
     let dump_password = source_admin.password_line();
     let restore_input = std::io::Cursor::new(target_admin.password_line()).chain(reader);
+    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target).await;
     let dumping = async {
         let exit = source
-            .exec_streaming(dump, Stdin::Bytes(&dump_password), &mut counter)
+            .exec_streaming_in(
+                source_slot,
+                dump,
+                Stdin::Bytes(&dump_password),
+                &mut counter,
+            )
             .await;
         // EOF for the restore, whatever happened to the dump.
         let _ = counter.inner.shutdown().await;
         drop(counter.inner);
         (exit, counter.bytes)
     };
-    let restoring = target.exec(restore, Stdin::reader(restore_input));
+    let restoring = target.exec_in(target_slot, restore, Stdin::reader(restore_input));
     let ((dumped, bytes), restored) = tokio::join!(dumping, restoring);
     let dump_what = format!("the dump of database `{name}`");
     let restore_what = format!("the restore of database `{name}`");

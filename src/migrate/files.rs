@@ -448,6 +448,7 @@ async fn stream(
         .arg(owner)
         .render()?;
     let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
+    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target).await;
     let sending = async move {
         let mut counted = Counted {
             inner: writer,
@@ -455,7 +456,7 @@ async fn stream(
             meter,
         };
         let exit = source
-            .exec_streaming(&send, Stdin::Empty, &mut counted)
+            .exec_streaming_in(source_slot, &send, Stdin::Empty, &mut counted)
             .await;
         (exit, counted.bytes)
         // `counted` drops here: B's stdin reaches its end.
@@ -463,7 +464,7 @@ async fn stream(
     let receiving = async {
         let mut output = Vec::new();
         target
-            .exec_streaming(&receive, Stdin::reader(reader), &mut output)
+            .exec_streaming_in(target_slot, &receive, Stdin::reader(reader), &mut output)
             .await
     };
     let ((sent, wire_bytes), received) = tokio::join!(sending, receiving);

@@ -15,7 +15,9 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use quote::{Command, IdentifierKind, QuoteError, quote, validate_identifier};
-pub use ssh::{Become, HostKeyPolicy, Identity, SshError, SshSession, SshTarget, Timeouts};
+pub use ssh::{
+    Become, ChannelSlot, HostKeyPolicy, Identity, SshError, SshSession, SshTarget, Timeouts,
+};
 pub use write::WriteOutcome;
 
 /// A remote operation that failed.
@@ -176,6 +178,24 @@ pub trait Transport: Send + Sync {
     where
         W: AsyncWrite + Unpin + Send + ?Sized;
 
+    /// Waits for a free channel of this connection and holds it for one command
+    /// ([`Transport::exec_streaming_in`]).
+    fn reserve_channel(&self) -> impl Future<Output = ChannelSlot> + Send;
+
+    /// Like [`Transport::exec_streaming`], on the channel `slot` holds.
+    fn exec_streaming_in<W>(
+        &self,
+        slot: ChannelSlot,
+        command: &str,
+        stdin: Stdin<'_>,
+        stdout: &mut W,
+    ) -> impl Future<Output = Result<Exit, TransportError>> + Send
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized;
+
+    /// Tells connections apart: the same for every clone of one connection.
+    fn connection_id(&self) -> usize;
+
     /// Runs `command` with `stdin` streamed in, collecting stdout and stderr. One round trip.
     fn exec(
         &self,
@@ -183,8 +203,23 @@ pub trait Transport: Send + Sync {
         stdin: Stdin<'_>,
     ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send {
         async move {
+            let slot = self.reserve_channel().await;
+            self.exec_in(slot, command, stdin).await
+        }
+    }
+
+    /// Like [`Transport::exec`], on the channel `slot` holds.
+    fn exec_in(
+        &self,
+        slot: ChannelSlot,
+        command: &str,
+        stdin: Stdin<'_>,
+    ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send {
+        async move {
             let mut stdout = Vec::new();
-            let exit = self.exec_streaming(command, stdin, &mut stdout).await?;
+            let exit = self
+                .exec_streaming_in(slot, command, stdin, &mut stdout)
+                .await?;
             Ok(ExecOutput {
                 stdout,
                 stderr: exit.stderr,
@@ -250,6 +285,24 @@ pub trait Transport: Send + Sync {
             )
             .await
         }
+    }
+}
+
+/// A channel on each of two connections, for two commands that must run at the same time (the
+/// ends of a stream: the first's output is the second's input). Taken in one order for any two
+/// connections, and both before either command starts, so that no stream holds a channel on one
+/// server while it waits for one on the other: with few channels per connection (sshd's
+/// `MaxSessions`), streams taking them one at a time could each hold what the other waits for.
+pub async fn reserve_pair(
+    first: &impl Transport,
+    second: &impl Transport,
+) -> (ChannelSlot, ChannelSlot) {
+    if first.connection_id() <= second.connection_id() {
+        let slot = first.reserve_channel().await;
+        (slot, second.reserve_channel().await)
+    } else {
+        let slot = second.reserve_channel().await;
+        (first.reserve_channel().await, slot)
     }
 }
 

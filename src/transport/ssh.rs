@@ -10,19 +10,22 @@ use russh::keys::Algorithm;
 use russh::{Disconnect, Preferred};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
 use super::known_hosts::{KnownHosts, KnownHostsError, host_name};
 use super::quote::QuoteError;
 use super::{Exit, Stdin, Transport, TransportError};
+pub use channels::ChannelSlot;
+use channels::Channels;
 use exec::{Running, abandon, remote_command, summarize};
 use target::endpoint_of;
 pub use target::{Become, HostKeyPolicy, Identity, SshTarget, Timeouts};
 
 mod auth;
+mod channels;
 mod client;
 mod exec;
+mod sudo;
 mod target;
 
 /// Everything that can go wrong talking to a server over SSH.
@@ -194,14 +197,68 @@ pub enum SshError {
         #[source]
         source: Box<russh::keys::Error>,
     },
-    /// The private key is encrypted.
-    #[error("SSH key {} is encrypted; hint: load it into ssh-agent and use the agent instead", path.display())]
+    /// The private key is encrypted, and no ssh-agent holds it.
+    #[error(
+        "SSH key {} is encrypted and siteward never asks for passphrases; hint: load it into \
+         ssh-agent (`eval \"$(ssh-agent)\"; ssh-add {}`) and run siteward with that agent's \
+         SSH_AUTH_SOCK: the agent then signs with it", path.display(), path.display()
+    )]
     KeyEncrypted {
         /// The key file.
         path: PathBuf,
     },
+    /// sudo asks the login user for a password.
+    #[error(
+        "`{user}` on {endpoint} needs a password for sudo, and siteward runs every command \
+         through `sudo -n`, which never asks; hint: allow it without one, as root on the server: \
+         `echo '{user} ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/{user} && chmod 0440 \
+         /etc/sudoers.d/{user} && visudo -c`, or log in as root (`user: root`)"
+    )]
+    SudoNeedsPassword {
+        /// The login user.
+        user: String,
+        /// `address:port`.
+        endpoint: String,
+    },
+    /// The server has no sudo.
+    #[error(
+        "{endpoint} has no `sudo`, and `{user}` is not root; hint: install it (`apt-get install \
+         sudo`) and allow `{user}` passwordless sudo, or log in as root (`user: root`)"
+    )]
+    SudoMissing {
+        /// The login user.
+        user: String,
+        /// `address:port`.
+        endpoint: String,
+    },
+    /// sudo refused the login user.
+    #[error(
+        "`{user}` on {endpoint} may not run commands as root with `sudo -n`: {stderr}; hint: \
+         allow it, as root on the server: `echo '{user} ALL=(ALL:ALL) NOPASSWD: ALL' > \
+         /etc/sudoers.d/{user} && chmod 0440 /etc/sudoers.d/{user} && visudo -c`, or log in as \
+         root (`user: root`)"
+    )]
+    SudoRefused {
+        /// The login user.
+        user: String,
+        /// `address:port`.
+        endpoint: String,
+        /// What sudo said.
+        stderr: String,
+    },
+    /// No key file is named and no ssh-agent is there to ask.
+    #[error(
+        "no `identityFile` is given, so siteward logs in with the keys of ssh-agent, but \
+         SSH_AUTH_SOCK is not set; hint: name the key in the Server spec (`identityFile: \
+         ~/.ssh/id_ed25519`), or start an agent and add the key: `eval \"$(ssh-agent)\"; ssh-add \
+         ~/.ssh/id_ed25519`"
+    )]
+    NoAgent,
     /// The ssh-agent could not be reached or used.
-    #[error("could not use ssh-agent")]
+    #[error(
+        "could not use the ssh-agent at SSH_AUTH_SOCK; hint: check that the agent still runs \
+         (`ssh-add -l`)"
+    )]
     Agent {
         /// The cause.
         #[source]
@@ -256,6 +313,24 @@ pub enum SshError {
         #[source]
         source: Box<russh::Error>,
     },
+    /// The server kept refusing to open a session channel on this connection.
+    #[error(
+        "{endpoint} refused to open another SSH session on this connection ({reason}) for {waited:?}, \
+         with {open} of siteward's sessions open; sshd allows `MaxSessions` sessions per connection \
+         (10 unless /etc/ssh/sshd_config or a `Match` block says otherwise) and siteward stays \
+         under it; hint: make sure `MaxSessions` is at least 1 for this user, and that nothing \
+         else on the server limits sessions (`sshd -T -C user=USER,host=HOST,addr=ADDR | grep -i maxsessions`)"
+    )]
+    SessionsRefused {
+        /// `address:port`.
+        endpoint: String,
+        /// The server's reason.
+        reason: String,
+        /// siteward's channels open on the connection when it gave up.
+        open: usize,
+        /// How long it retried.
+        waited: Duration,
+    },
     /// The server refused to run the command.
     #[error("{endpoint} refused to run `{command}`")]
     ExecRefused {
@@ -305,9 +380,6 @@ pub enum SshError {
     Quote(#[from] QuoteError),
 }
 
-/// OpenSSH allows 10 sessions per connection by default; stay under it.
-const CHANNELS_PER_CONNECTION: usize = 8;
-
 /// An authenticated connection to one server, shared by every command of a run.
 ///
 /// Cheap to clone: clones share the connection and the exec counter. The connection closes
@@ -323,7 +395,7 @@ struct Inner {
     endpoint: String,
     become_root: Become,
     execs: AtomicU64,
-    channels: Semaphore,
+    channels: Arc<Channels>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -374,7 +446,14 @@ impl SshSession {
             bound: target.timeouts.auth,
         })??;
         tracing::debug!(%endpoint, user = %target.user, "SSH session established");
-        Ok(Self::from_handle(handle, target, endpoint))
+        let session = Self::from_handle(handle, target, endpoint);
+        if target.become_root == Become::SudoN {
+            session
+                .with_exec_timeout(target.timeouts.auth)
+                .check_sudo(&target.user)
+                .await?;
+        }
+        Ok(session)
     }
 
     fn from_handle(handle: Handle<client::Client>, target: &SshTarget, endpoint: String) -> Self {
@@ -384,7 +463,7 @@ impl SshSession {
                 endpoint,
                 become_root: target.become_root,
                 execs: AtomicU64::new(0),
-                channels: Semaphore::new(CHANNELS_PER_CONNECTION),
+                channels: Channels::new(channels::DEFAULT_LIMIT),
             }),
             exec_timeout: target.timeouts.exec,
         }
@@ -418,7 +497,8 @@ impl SshSession {
     }
 
     /// Runs `command` (as root, per [`Become`]) with `stdin` streamed in, its stdout streamed
-    /// to `stdout`, within the exec bound.
+    /// to `stdout`, within the exec bound. The command waits for a free channel first (see
+    /// [`SshSession::reserve`]); the bound starts once it has one.
     ///
     /// # Errors
     /// Channel failures, the exec timeout, local stdin or stdout I/O failures.
@@ -431,29 +511,135 @@ impl SshSession {
     where
         W: AsyncWrite + Unpin + Send + ?Sized,
     {
+        let slot = self.reserve().await;
+        self.run_in(slot, command, stdin, stdout).await
+    }
+
+    /// Waits for one of this connection's channels and holds it for one command
+    /// ([`SshSession::run_in`]). Commands that must run at the same time as a command on
+    /// another server (the two ends of a stream) take both channels first, so that neither waits
+    /// for a channel while its peer holds one: see [`crate::transport::reserve_pair`].
+    pub async fn reserve(&self) -> ChannelSlot {
+        self.inner.channels.acquire().await
+    }
+
+    /// Like [`SshSession::run`], on the channel `slot` holds.
+    ///
+    /// # Errors
+    /// As [`SshSession::run`].
+    pub async fn run_in<W>(
+        &self,
+        slot: ChannelSlot,
+        command: &str,
+        stdin: Stdin<'_>,
+        stdout: &mut W,
+    ) -> Result<Exit, SshError>
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized,
+    {
         let wrapped = remote_command(command, self.inner.become_root, self.exec_timeout)?;
-        let summary = summarize(command);
-        let _slot = self.inner.channels.acquire().await;
+        self.run_raw_as(slot, &wrapped, &summarize(command), stdin, stdout)
+            .await
+    }
+
+    /// Runs `command` as it is: as the login user, not bounded or watched on the server.
+    async fn run_raw<W>(
+        &self,
+        slot: ChannelSlot,
+        command: &str,
+        stdin: Stdin<'_>,
+        stdout: &mut W,
+    ) -> Result<Exit, SshError>
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized,
+    {
+        self.run_raw_as(slot, command, &summarize(command), stdin, stdout)
+            .await
+    }
+
+    async fn run_raw_as<W>(
+        &self,
+        slot: ChannelSlot,
+        command: &str,
+        summary: &str,
+        stdin: Stdin<'_>,
+        stdout: &mut W,
+    ) -> Result<Exit, SshError>
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized,
+    {
         self.inner.execs.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.exec_timeout;
-        let channel = timeout_at(deadline, self.inner.handle.channel_open_session())
-            .await
-            .map_err(|_| self.exec_timeout(&summary))?
-            .map_err(|source| self.channel_error(source))?;
+        let channel = self.open_channel(summary, deadline).await?;
+        let open = self.inner.channels.opened();
         let (mut reader, writer) = channel.split();
         let running = Running {
             endpoint: &self.inner.endpoint,
-            summary: &summary,
+            summary,
         };
-        let driving = running.drive(&mut reader, &writer, &wrapped, stdin, stdout);
+        let driving = running.drive(&mut reader, &writer, command, stdin, stdout);
         let result = timeout_at(deadline, driving)
             .await
-            .unwrap_or_else(|_| Err(self.exec_timeout(&summary)));
+            .unwrap_or_else(|_| Err(self.exec_timeout(summary)));
         if result.is_err() {
-            // Timed out, or our side failed (stdin source, stdout sink): stop the command.
+            // Timed out, or our side failed (stdin source, stdout sink): stop the command. The
+            // server counts the session until the command is gone, so its slot stays taken
+            // until then.
             abandon(&writer).await;
+            tokio::spawn(exec::hold_until_killed(deadline, (slot, open)));
         }
         result
+    }
+
+    /// Opens a session channel; a refusal (sshd's `MaxSessions`, or a session still closing on
+    /// the server) is retried within `deadline`, and one that persists after the server has read
+    /// everything sent before it lowers this connection's limit to the channels open.
+    async fn open_channel(
+        &self,
+        summary: &str,
+        deadline: Instant,
+    ) -> Result<russh::Channel<russh::client::Msg>, SshError> {
+        let started = Instant::now();
+        let mut retry = channels::Retry::default();
+        loop {
+            let opened = timeout_at(deadline, self.inner.handle.channel_open_session())
+                .await
+                .map_err(|_| self.exec_timeout(summary))?;
+            let reason = match opened {
+                Ok(channel) => return Ok(channel),
+                Err(russh::Error::ChannelOpenFailure(reason)) => reason,
+                Err(source) => return Err(self.channel_error(source)),
+            };
+            let open = self.inner.channels.open();
+            if retry.refused() && self.inner.channels.lower_to(open) {
+                tracing::warn!(
+                    endpoint = %self.inner.endpoint, channels = self.inner.channels.limit(),
+                    "the server refuses more SSH sessions per connection (sshd MaxSessions): commands wait for one of these"
+                );
+            }
+            let Some(pause) = retry.next_pause(open, started.elapsed()) else {
+                return Err(SshError::SessionsRefused {
+                    endpoint: self.inner.endpoint.clone(),
+                    reason: format!("{reason:?}"),
+                    open,
+                    waited: started.elapsed(),
+                });
+            };
+            tracing::debug!(endpoint = %self.inner.endpoint, ?reason, open, ?pause, "session refused, retrying");
+            // The ping's reply comes once the server has read what was sent before it: CLOSEs
+            // of channels that were still closing are then processed.
+            let _ = timeout_at(deadline, self.inner.handle.send_ping()).await;
+            if Instant::now() + pause >= deadline {
+                return Err(self.exec_timeout(summary));
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The channels this connection opens at once (lowered when the server refused more), and
+    /// the most that were open at once.
+    pub fn channel_usage(&self) -> (usize, usize) {
+        (self.inner.channels.limit(), self.inner.channels.most_open())
     }
 
     fn exec_timeout(&self, summary: &str) -> SshError {
@@ -487,6 +673,27 @@ impl Transport for SshSession {
         W: AsyncWrite + Unpin + Send + ?Sized,
     {
         Ok(self.run(command, stdin, stdout).await?)
+    }
+
+    async fn reserve_channel(&self) -> ChannelSlot {
+        self.reserve().await
+    }
+
+    async fn exec_streaming_in<W>(
+        &self,
+        slot: ChannelSlot,
+        command: &str,
+        stdin: Stdin<'_>,
+        stdout: &mut W,
+    ) -> Result<Exit, TransportError>
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized,
+    {
+        Ok(self.run_in(slot, command, stdin, stdout).await?)
+    }
+
+    fn connection_id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 }
 

@@ -25,6 +25,9 @@ pub(super) async fn authenticate(
     let accepted = match &target.identity {
         Identity::File(path) => login.with_file(handle, path).await?,
         Identity::Agent => {
+            if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+                return Err(SshError::NoAgent);
+            }
             let agent = AgentClient::connect_env().await.map_err(agent_error)?;
             login.with_agent(handle, agent).await?
         }
@@ -52,13 +55,45 @@ struct Login<'a> {
 
 impl Login<'_> {
     async fn with_file(&self, handle: &mut Handle<Client>, path: &Path) -> Result<bool, SshError> {
-        let key = load_key(path)?;
+        let key = match load_key(path) {
+            Err(SshError::KeyEncrypted { path }) => {
+                return self.with_file_in_agent(handle, &path).await;
+            }
+            loaded => loaded?,
+        };
         let hash = self.rsa_hash(handle, key.algorithm().is_rsa()).await?;
         let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
         let result = handle.authenticate_publickey(self.user, key).await;
         Ok(result
             .map_err(|source| self.protocol_error(source))?
             .success())
+    }
+
+    /// An encrypted key file: signed with by the ssh-agent that holds it (as OpenSSH does with
+    /// an `IdentityFile` whose key is in the agent); siteward never asks for passphrases.
+    async fn with_file_in_agent(
+        &self,
+        handle: &mut Handle<Client>,
+        path: &Path,
+    ) -> Result<bool, SshError> {
+        let encrypted = || SshError::KeyEncrypted {
+            path: path.to_owned(),
+        };
+        let Some(public) = public_key_of(path) else {
+            return Err(encrypted());
+        };
+        if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+            return Err(encrypted());
+        }
+        let mut agent = AgentClient::connect_env().await.map_err(agent_error)?;
+        let identities = agent.request_identities().await.map_err(agent_error)?;
+        let held = identities.into_iter().any(|identity| {
+            matches!(identity, AgentIdentity::PublicKey { key, .. } if key.key_data() == public.key_data())
+        });
+        if !held {
+            return Err(encrypted());
+        }
+        self.with_agent_key(handle, &mut agent, public).await
     }
 
     async fn with_agent<S>(
@@ -136,6 +171,18 @@ fn load_key(path: &Path) -> Result<PrivateKey, SshError> {
             source: Box::new(source),
         },
     })
+}
+
+/// The public half of a key file: stored in the clear in OpenSSH's format even when the private
+/// half is encrypted, or in the `.pub` file beside it.
+fn public_key_of(path: &Path) -> Option<PublicKey> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if let Ok(key) = russh::keys::ssh_key::PrivateKey::from_openssh(&text) {
+        return Some(key.public_key().clone());
+    }
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    russh::keys::load_public_key(public).ok()
 }
 
 fn agent_error(source: russh::keys::Error) -> SshError {

@@ -183,6 +183,15 @@ pub(super) async fn abandon(writer: &ChannelWriteHalf<Msg>) {
     let _ = writer.close().await;
 }
 
+/// Keeps `held` (an abandoned command's channel slot and count) until the server has killed the
+/// command (its `timeout`, just past `deadline`): the server counts the session until then.
+/// russh forgets a channel once the client closed it, so the server's own close is not seen.
+pub(super) async fn hold_until_killed<T: Send>(deadline: tokio::time::Instant, held: T) {
+    let killed = deadline + Duration::from_secs(REMOTE_KILL_GRACE_SECS + 1);
+    tokio::time::sleep_until(killed).await;
+    drop(held);
+}
+
 /// The first line of a command, shortened, for messages.
 pub(super) fn summarize(command: &str) -> String {
     let first_line = command.lines().next().unwrap_or_default();
