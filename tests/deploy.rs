@@ -5,109 +5,10 @@ mod support;
 
 use anyhow::{Context, Result, ensure};
 use std::time::Duration;
-use support::{Fleet, Host};
-
-const APP_KEY: &str = "base64:dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTA=";
-
-/// What a test varies in a site spec.
-struct Shape<'a> {
-    branch: &'a str,
-    script: &'a str,
-    keep: u32,
-}
-
-/// A Laravel site on MariaDB with Redis (its own prefix), a queue worker and a health check.
-fn site_spec(name: &str, shape: &Shape) -> String {
-    let db = name.replace('-', "_");
-    let upper = name.to_uppercase().replace('-', "_");
-    format!(
-        r#"apiVersion: siteward.dev/v1
-kind: Site
-metadata:
-  name: {name}
-spec:
-  server: web
-  type: laravel
-  domain: {name}.test
-  user: {db}
-  php: "8.2"
-  webDirectory: public
-  source:
-    repository: git://10.77.0.1/app.git
-    branch: {branch}
-  deploy:
-    keepReleases: {keep}
-    script: |
-      {script}
-  env:
-    APP_NAME: {name}
-    APP_ENV: production
-    APP_KEY: {{secret: env:{upper}_APP_KEY}}
-    DB_CONNECTION: mysql
-    DB_HOST: localhost
-    DB_PORT: 3306
-    DB_DATABASE: {db}
-    DB_USERNAME: {db}
-    DB_PASSWORD: {{secret: env:{upper}_DB_PASSWORD}}
-    REDIS_HOST: 127.0.0.1
-    REDIS_PREFIX: {db}_
-  database:
-    engine: mysql
-    name: {db}
-    users:
-      - name: {db}
-        password: {{secret: env:{upper}_DB_PASSWORD}}
-  redis:
-    required: true
-  workers:
-    - name: queue
-      command: php artisan queue:work
-  health:
-    path: /up
-    expectBody: OK
-    timeoutSeconds: 4
-"#,
-        branch = shape.branch,
-        keep = shape.keep,
-        script = shape.script,
-    )
-}
-
-/// A site of a test: its spec workspace, host and secrets.
-use support::site::{SiteUnderTest as Site, wait_for};
+use support::Fleet;
+use support::site::{Shape, SiteUnderTest as Site, site_spec, version_commit, wait_for};
 
 impl Site {
-    /// A clean site following `branch`, deployed by `migrate`.
-    fn following(host: &Host, name: &str, branch: &str) -> Result<Site> {
-        let upper = name.to_uppercase().replace('-', "_");
-        let env = vec![
-            (format!("{upper}_APP_KEY"), APP_KEY.to_owned()),
-            (format!("{upper}_DB_PASSWORD"), format!("pw-{name}-1")),
-        ];
-        let site = Site::new(host, name, env)?;
-        site.write(&Shape {
-            branch,
-            script: "php artisan migrate --force",
-            keep: 5,
-        })?;
-        Ok(site)
-    }
-
-    fn write(&self, shape: &Shape) -> Result<()> {
-        let path = format!("sites/{}.yaml", self.name);
-        self.workspace
-            .write_spec(&path, &site_spec(&self.name, shape))
-            .map(drop)
-    }
-
-    /// The release `current` points at.
-    fn current(&self) -> Result<String> {
-        let link = self
-            .host
-            .exec(&format!("readlink {}/current", self.root()))?;
-        Ok(link.trim().trim_start_matches("releases/").to_owned())
-    }
-
     /// What a deploy killed while it built leaves: a release directory `id` with code in it,
     /// no record of its commit, never switched to.
     fn leave_unfinished_release(&self, id: &str) -> Result<()> {
@@ -119,33 +20,12 @@ impl Site {
         Ok(())
     }
 
-    fn releases(&self) -> Result<Vec<String>> {
-        let out = self.host.exec(&format!("ls -1 {}/releases", self.root()))?;
-        Ok(out.lines().map(str::to_owned).collect())
-    }
-
     fn worker_pids(&self) -> Result<String> {
         self.host.exec(&format!(
             "supervisorctl status 'siteward-{}-queue:*' | awk '$2 == \"RUNNING\" {{ print $4 }}' | sort | tr '\\n' ' '",
             self.name
         ))
     }
-
-    fn wait_for_worker(&self) -> Result<()> {
-        let program = format!("siteward-{}-queue", self.name);
-        wait_for("the worker running", Duration::from_secs(20), || {
-            let status = self
-                .host
-                .exec(&format!("supervisorctl status '{program}:*'"))?;
-            Ok(status.contains("RUNNING"))
-        })
-    }
-}
-
-/// Sets `branch` to `main` plus a commit writing `version` to VERSION.
-fn version_commit(branch: &str, version: &str, base: Option<&str>) -> Result<String> {
-    let message = format!("Release {version}");
-    support::git_commit(branch, &message, base, &format!("echo {version} > VERSION"))
 }
 
 #[test]
@@ -230,11 +110,6 @@ fn a_commit_that_breaks_the_health_check_is_rolled_back_and_marked_bad() -> Resu
     let live = site.current()?;
     let breaking = "echo health-2 > VERSION; sed -i \"s|respond(200, 'text/plain; charset=utf-8', 'OK');|respond(500, 'text/plain; charset=utf-8', 'broken');|\" public/index.php; grep -q 'respond(500' public/index.php";
     let bad = support::git_commit(branch, "Break the health check", Some(&good), breaking)?;
-    eprintln!("DEBUG good={good} bad={bad} live={live}");
-    eprintln!(
-        "DEBUG plan: {}",
-        site.siteward(&["plan", "--format", "json"])?.stdout
-    );
     let run = site.apply()?;
     run.assert_code(1);
     assert!(run.stderr.contains("health check"), "{run}");

@@ -4,244 +4,20 @@
 
 mod support;
 
+use support::sshd::{Agent, Sshd, connect_error, free_port, make_key, quick_timeouts, run};
+
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use siteward::transport::quote::{Command, sh_c};
 use siteward::transport::{
-    Become, HostKeyPolicy, Identity, SshError, SshSession, SshTarget, Stdin, Timeouts, Transport,
-    TransportError, WriteOutcome,
+    Become, Identity, SshError, SshSession, SshTarget, Stdin, Transport, TransportError,
+    WriteOutcome,
 };
-use tempfile::TempDir;
 use tokio::io::AsyncRead;
-
-// --- a throwaway sshd -------------------------------------------------------------------------
-
-/// A key made by ssh-keygen: its private key file, its public line and OpenSSH's fingerprint.
-struct Key {
-    private: PathBuf,
-    public_line: String,
-    fingerprint: String,
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .expect(program);
-    assert!(output.status.success(), "{program} {args:?}: {output:?}");
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn make_key(dir: &Path, name: &str, kind: &str, passphrase: &str) -> Key {
-    let private = dir.join(name);
-    let path = private.to_str().unwrap();
-    let bits: &[&str] = if kind == "rsa" { &["-b", "2048"] } else { &[] };
-    let mut args = vec!["-q", "-t", kind, "-N", passphrase, "-C", "", "-f", path];
-    args.extend_from_slice(bits);
-    run("ssh-keygen", &args);
-    let public = std::fs::read_to_string(format!("{path}.pub")).unwrap();
-    let public_line = public
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let listing = run(
-        "ssh-keygen",
-        &["-l", "-E", "sha256", "-f", &format!("{path}.pub")],
-    );
-    let fingerprint = listing.split_whitespace().nth(1).unwrap().to_owned();
-    Key {
-        private,
-        public_line,
-        fingerprint,
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An sshd on 127.0.0.1 that lets root in with `client_key`, stopped when dropped.
-struct Sshd {
-    dir: TempDir,
-    port: u16,
-    child: Option<Child>,
-    host_keys: Vec<Key>,
-    client_key: Key,
-}
-
-impl Sshd {
-    fn start(host_key_kinds: &[&str]) -> Self {
-        Self::start_with(host_key_kinds, "")
-    }
-
-    fn start_with(host_key_kinds: &[&str], extra_config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let client_key = make_key(dir.path(), "client", "ed25519", "");
-        std::fs::write(
-            dir.path().join("authorized_keys"),
-            format!("{}\n", client_key.public_line),
-        )
-        .unwrap();
-        let mut sshd = Self {
-            port: free_port(),
-            child: None,
-            host_keys: Vec::new(),
-            client_key,
-            dir,
-        };
-        sshd.replace_host_keys(host_key_kinds, extra_config);
-        sshd
-    }
-
-    /// Stops sshd and starts it again on the same port with new host keys.
-    fn replace_host_keys(&mut self, kinds: &[&str], extra_config: &str) {
-        self.stop();
-        let generation = self.host_keys.len();
-        self.host_keys = kinds
-            .iter()
-            .map(|kind| {
-                make_key(
-                    self.dir.path(),
-                    &format!("host-{generation}-{kind}"),
-                    kind,
-                    "",
-                )
-            })
-            .collect();
-        let config = self.config(extra_config);
-        let config_path = self.dir.path().join("sshd_config");
-        std::fs::write(&config_path, config).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
-        let child = std::process::Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sshd starts");
-        self.child = Some(child);
-        self.wait_until_listening();
-    }
-
-    fn config(&self, extra_config: &str) -> String {
-        let host_keys: String = self
-            .host_keys
-            .iter()
-            .map(|key| format!("HostKey {}\n", key.private.display()))
-            .collect();
-        // sshd keeps the first value of a keyword: the extra lines come first to override.
-        format!(
-            "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile none\n\
-             AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-             PermitRootLogin prohibit-password\nMaxStartups 100\nLogLevel VERBOSE\n",
-            port = self.port,
-            dir = self.dir.path().display(),
-        )
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "sshd did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn host_name(&self) -> String {
-        format!("[127.0.0.1]:{}", self.port)
-    }
-
-    /// A known_hosts line for this server with `key`.
-    fn known_line(&self, key: &Key) -> String {
-        format!("{} {}", self.host_name(), key.public_line)
-    }
-
-    /// A target that knows nothing about this server's host keys (an empty known_hosts).
-    fn target(&self) -> SshTarget {
-        SshTarget {
-            address: "127.0.0.1".to_owned(),
-            port: self.port,
-            user: "root".to_owned(),
-            identity: Identity::File(self.client_key.private.clone()),
-            host_keys: HostKeyPolicy {
-                pinned: None,
-                known_hosts: self.path("known_hosts"),
-                accept_new: false,
-            },
-            become_root: Become::Direct,
-            timeouts: quick_timeouts(),
-        }
-    }
-
-    /// A target whose known_hosts holds this server's current host keys.
-    fn trusted_target(&self) -> SshTarget {
-        let lines: String = self
-            .host_keys
-            .iter()
-            .map(|key| self.known_line(key) + "\n")
-            .collect();
-        std::fs::write(self.path("known_hosts"), lines).unwrap();
-        self.target()
-    }
-
-    async fn session(&self) -> SshSession {
-        SshSession::connect(&self.trusted_target())
-            .await
-            .expect("connects")
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn quick_timeouts() -> Timeouts {
-    Timeouts {
-        connect: Duration::from_secs(5),
-        auth: Duration::from_secs(5),
-        exec: Duration::from_secs(30),
-        keepalive: Duration::from_secs(5),
-    }
-}
-
-async fn connect_error(target: &SshTarget) -> SshError {
-    SshSession::connect(target)
-        .await
-        .expect_err("the connection must be refused")
-}
 
 /// A deterministic byte stream of `len` bytes, produced as it is read.
 struct Generated {
@@ -374,7 +150,9 @@ async fn a_failing_stdin_source_stops_the_command_and_is_reported() {
             .starts_with("could not read the input for `cat >"),
         "{error}"
     );
+    // A bound of its own: this checks the connection, not the machine's speed.
     let after = session
+        .with_exec_timeout(Duration::from_secs(30))
         .exec("echo still usable", Stdin::Empty)
         .await
         .unwrap();
@@ -520,7 +298,9 @@ async fn a_command_past_the_exec_bound_is_killed_and_reported() {
         message.contains("`sleep 47.5`") && message.contains("within 1s"),
         "{message}"
     );
+    // A bound of its own: this checks the connection, not the machine's speed.
     let after = session
+        .with_exec_timeout(Duration::from_secs(30))
         .exec("echo still usable", Stdin::Empty)
         .await
         .unwrap();
@@ -571,19 +351,28 @@ async fn a_command_dies_with_the_connection_that_started_it() {
 async fn a_finished_command_leaves_nothing_running() {
     let sshd = Sshd::start(&["ed25519"]);
     let session = sshd.session().await;
-    let started = Instant::now();
-    let output = session
-        .exec("ps -o pgid= -p $$; exit 7", Stdin::Empty)
-        .await
-        .unwrap();
+    // The command's process group: itself, and its watcher, whose output must go nowhere near
+    // the channel (a watcher holding the channel's pipes would hold every command open until it
+    // ends, up to a second later).
+    let command = "group=$(ps -o pgid= -p $$ | tr -d ' '); sleep 0.3; echo \"$group\"; \
+                   for p in $(pgrep -g \"$group\" -f '^sleep 1$'); do \
+                   for q in $p $(ps -o ppid= -p $p); do \
+                   readlink /proc/$q/fd/0 /proc/$q/fd/1 /proc/$q/fd/2; done; done; exit 7";
+    let output = session.exec(command, Stdin::Empty).await.unwrap();
     assert_eq!(output.status, 7, "the command's own status");
+    let stdout = output.stdout_lossy();
+    let mut lines = stdout.lines();
+    let group = lines.next().unwrap_or_default().to_owned();
+    assert!(group.parse::<u32>().is_ok(), "{stdout}");
+    let targets: Vec<&str> = lines.collect();
     assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
+        !targets.is_empty(),
+        "no watcher beside the command: {stdout}"
     );
-    let group = output.stdout_lossy().trim().to_owned();
-    assert!(group.parse::<u32>().is_ok(), "{group}");
+    assert!(
+        targets.iter().all(|target| *target == "/dev/null"),
+        "the watcher holds the command's channel: {stdout}"
+    );
     // Its watcher sees it gone within a second and ends.
     std::thread::sleep(Duration::from_millis(1500));
     // Zombies do not count: this machine's init may be slow to reap orphans.
@@ -857,44 +646,6 @@ async fn rsa_and_ecdsa_client_keys_authenticate() {
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert!(session.exec("true", Stdin::Empty).await.unwrap().success());
-    }
-}
-
-/// An ssh-agent holding one key, stopped when dropped.
-struct Agent {
-    socket: PathBuf,
-    child: Child,
-}
-
-impl Agent {
-    fn start(dir: &Path, key: &Path) -> Self {
-        let socket = dir.join("agent.sock");
-        let child = std::process::Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("ssh-agent starts");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let added = std::process::Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &socket)
-            .output()
-            .unwrap();
-        assert!(added.status.success(), "{added:?}");
-        Self { socket, child }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

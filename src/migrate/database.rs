@@ -774,7 +774,13 @@ async fn stream<S: Transport, T: Transport>(
     };
     let dump_password = source_admin.password_line();
     let restore_input = std::io::Cursor::new(target_admin.password_line()).chain(reader);
-    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target).await;
+    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
+        .await
+        .map_err(|source_error| MigrateError::Transport {
+            what: format!("opening the channels of the copy of database `{name}`"),
+            endpoint: format!("{} and {}", source.endpoint(), target.endpoint()),
+            source: Box::new(source_error),
+        })?;
     let dumping = async {
         let exit = source
             .exec_streaming_in(

@@ -448,7 +448,13 @@ async fn stream(
         .arg(owner)
         .render()?;
     let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
-    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target).await;
+    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
+        .await
+        .map_err(|error| FilesError::Transport {
+            what: "opening the channels of the storage stream",
+            endpoint: format!("{} and {}", source.endpoint(), target.endpoint()),
+            source: Box::new(error),
+        })?;
     let sending = async move {
         let mut counted = Counted {
             inner: writer,

@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use quote::{Command, IdentifierKind, QuoteError, quote, validate_identifier};
 pub use ssh::{
-    Become, ChannelSlot, HostKeyPolicy, Identity, SshError, SshSession, SshTarget, Timeouts,
+    Become, ChannelSlot, HostKeyPolicy, Identity, Patience, SshError, SshSession, SshTarget,
+    Timeouts,
 };
 pub use write::WriteOutcome;
 
@@ -193,8 +194,18 @@ pub trait Transport: Send + Sync {
     where
         W: AsyncWrite + Unpin + Send + ?Sized;
 
+    /// Opens the channel `slot` holds ahead of its command (see [`reserve_pair`]).
+    fn open_channel_in(
+        &self,
+        slot: &mut ChannelSlot,
+        patience: Patience,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
     /// Tells connections apart: the same for every clone of one connection.
     fn connection_id(&self) -> usize;
+
+    /// How long each command may take.
+    fn exec_bound(&self) -> std::time::Duration;
 
     /// Runs `command` with `stdin` streamed in, collecting stdout and stderr. One round trip.
     fn exec(
@@ -288,22 +299,62 @@ pub trait Transport: Send + Sync {
     }
 }
 
-/// A channel on each of two connections, for two commands that must run at the same time (the
-/// ends of a stream: the first's output is the second's input). Taken in one order for any two
-/// connections, and both before either command starts, so that no stream holds a channel on one
-/// server while it waits for one on the other: with few channels per connection (sshd's
-/// `MaxSessions`), streams taking them one at a time could each hold what the other waits for.
+/// An open channel on each of two connections, for two commands that must run at the same time
+/// (the ends of a stream: the first's output is the second's input). No stream holds a channel
+/// on one server while it waits for one on the other: with few sessions per connection (sshd's
+/// `MaxSessions`), streams doing so could each hold what another waits for. So the slots are
+/// taken in one order for any two connections, the first channel is opened (waiting for the
+/// server as long as a command may), and the second is tried once: when its server has no
+/// session free, both are given back and the pair tried again after a pause.
+///
+/// # Errors
+/// A channel that cannot be opened; the servers staying busy for longer than a command may take.
 pub async fn reserve_pair(
     first: &impl Transport,
     second: &impl Transport,
-) -> (ChannelSlot, ChannelSlot) {
-    if first.connection_id() <= second.connection_id() {
-        let slot = first.reserve_channel().await;
-        (slot, second.reserve_channel().await)
-    } else {
-        let slot = second.reserve_channel().await;
-        (first.reserve_channel().await, slot)
+) -> Result<(ChannelSlot, ChannelSlot), TransportError> {
+    let deadline = std::time::Instant::now() + first.exec_bound().min(second.exec_bound());
+    let mut pause = std::time::Duration::from_millis(20);
+    let in_order = first.connection_id() <= second.connection_id();
+    loop {
+        let opened = if in_order {
+            open_both(first, second).await
+        } else {
+            open_both(second, first).await.map(|(b, a)| (a, b))
+        };
+        match opened {
+            Err(TransportError::Ssh(SshError::SessionsBusy { .. }))
+                if std::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(jittered(pause)).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            opened => return opened,
+        }
     }
+}
+
+/// The slots of `first` then `second`; `first`'s channel opened, then `second`'s tried once.
+async fn open_both(
+    first: &impl Transport,
+    second: &impl Transport,
+) -> Result<(ChannelSlot, ChannelSlot), TransportError> {
+    let mut first_slot = first.reserve_channel().await;
+    let mut second_slot = second.reserve_channel().await;
+    first
+        .open_channel_in(&mut first_slot, Patience::Wait)
+        .await?;
+    second
+        .open_channel_in(&mut second_slot, Patience::Once)
+        .await?;
+    Ok((first_slot, second_slot))
+}
+
+/// `pause` give or take half of it, so that streams backing off do not retry in step.
+fn jittered(pause: std::time::Duration) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let noise = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    pause / 2 + pause.mul_f64((noise % 1000) as f64 / 1000.0)
 }
 
 #[cfg(test)]

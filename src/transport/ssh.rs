@@ -1,384 +1,31 @@
 //! The SSH transport over russh: one authenticated connection per server, strict host keys, timeouts on everything.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use russh::client::{self as russh_client, Handle};
-use russh::keys::Algorithm;
-use russh::{Disconnect, Preferred};
+use russh::Disconnect;
+use russh::client::Handle;
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::known_hosts::{KnownHosts, KnownHostsError, host_name};
-use super::quote::QuoteError;
 use super::{Exit, Stdin, Transport, TransportError};
-pub use channels::ChannelSlot;
 use channels::Channels;
+pub use channels::{ChannelSlot, Patience};
+use connect::handshake;
+pub use error::SshError;
 use exec::{Running, abandon, remote_command, summarize};
-use target::endpoint_of;
 pub use target::{Become, HostKeyPolicy, Identity, SshTarget, Timeouts};
 
 mod auth;
 mod channels;
 mod client;
+mod config;
+mod connect;
+mod error;
 mod exec;
 mod sudo;
 mod target;
-
-/// Everything that can go wrong talking to a server over SSH.
-#[derive(Debug, thiserror::Error)]
-pub enum SshError {
-    /// Nothing listens on the port.
-    #[error("connection to {endpoint} refused")]
-    ConnectRefused {
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The TCP connection or the SSH handshake did not complete in time.
-    #[error(
-        "could not connect to {endpoint} within {bound:?} (host down, unreachable, or not an SSH server)"
-    )]
-    ConnectTimeout {
-        /// `address:port`.
-        endpoint: String,
-        /// The configured bound.
-        bound: Duration,
-    },
-    /// The TCP connection failed otherwise (unreachable, unknown host name).
-    #[error("could not connect to {endpoint}")]
-    Connect {
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The SSH handshake failed.
-    #[error("SSH handshake with {endpoint} failed")]
-    Handshake {
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: Box<russh::Error>,
-    },
-    /// The host key is not in known_hosts.
-    #[error(
-        "host key of {} is unknown: it presented {fingerprint}, and {} holds no key for it; \
-         hint: check the fingerprint out of band, then add it with `ssh-keyscan -p {port} {address} >> {}`, \
-         run with `--accept-new-host-keys`, or pin it in the Server spec as `hostKey: {fingerprint}`",
-        endpoint_of(address, *port), known_hosts.display(), known_hosts.display()
-    )]
-    HostKeyUnknown {
-        /// The address as given.
-        address: String,
-        /// The port.
-        port: u16,
-        /// The presented key's `SHA256:` fingerprint.
-        fingerprint: String,
-        /// The file consulted.
-        known_hosts: PathBuf,
-    },
-    /// Another key of the same type is recorded for the host.
-    #[error(
-        "host key of {} has CHANGED: it presented {fingerprint}, but {}:{line} holds {known_fingerprint}; \
-         this is a reinstalled server or someone intercepting the connection; \
-         hint: if the change is expected, remove the old key with `ssh-keygen -R '{}' -f {}` \
-         and add the new one after checking it, or pin it as `hostKey: {fingerprint}`",
-        endpoint_of(address, *port), known_hosts.display(), host_name(address, *port), known_hosts.display()
-    )]
-    HostKeyChanged {
-        /// The address as given.
-        address: String,
-        /// The port.
-        port: u16,
-        /// The presented key's fingerprint.
-        fingerprint: String,
-        /// The recorded key's fingerprint.
-        known_fingerprint: String,
-        /// The file holding the old key.
-        known_hosts: PathBuf,
-        /// 1-based line of the old key.
-        line: usize,
-    },
-    /// Only keys of other types are recorded for the host, and the server offers none of them.
-    #[error(
-        "host key of {} is of type {presented_type} ({fingerprint}), but {}:{line} holds a {known_type} key \
-         for it and the server did not offer that type; hint: if the server's keys were replaced, \
-         remove the old entry with `ssh-keygen -R '{}' -f {}` and add the new key after checking it",
-        endpoint_of(address, *port), known_hosts.display(), host_name(address, *port), known_hosts.display()
-    )]
-    HostKeyOtherType {
-        /// The address as given.
-        address: String,
-        /// The port.
-        port: u16,
-        /// The presented key's fingerprint.
-        fingerprint: String,
-        /// The presented key's type.
-        presented_type: &'static str,
-        /// The recorded key's type.
-        known_type: &'static str,
-        /// The file.
-        known_hosts: PathBuf,
-        /// 1-based line of the recorded key.
-        line: usize,
-    },
-    /// The key is marked `@revoked`.
-    #[error("host key of {endpoint} ({fingerprint}) is marked @revoked at {}:{line}", known_hosts.display())]
-    HostKeyRevoked {
-        /// `address:port`.
-        endpoint: String,
-        /// The presented key's fingerprint.
-        fingerprint: String,
-        /// The file.
-        known_hosts: PathBuf,
-        /// 1-based line of the `@revoked` entry.
-        line: usize,
-    },
-    /// The host is vouched for by a certificate authority, which siteward does not verify.
-    #[error(
-        "host {endpoint} is listed under @cert-authority at {}:{line}, but siteward does not verify host \
-         certificates; hint: pin the host key as `hostKey: {fingerprint}` after checking it",
-        known_hosts.display()
-    )]
-    HostKeyCertAuthority {
-        /// `address:port`.
-        endpoint: String,
-        /// The presented key's fingerprint.
-        fingerprint: String,
-        /// The file.
-        known_hosts: PathBuf,
-        /// 1-based line of the `@cert-authority` entry.
-        line: usize,
-    },
-    /// The key does not match the pinned fingerprint.
-    #[error(
-        "host key of {endpoint} does not match the pinned fingerprint: it presented {fingerprint}, \
-         the Server spec pins {pinned}; hint: if the server was reinstalled, check the new key and update `hostKey`"
-    )]
-    HostKeyPinMismatch {
-        /// `address:port`.
-        endpoint: String,
-        /// The presented key's fingerprint.
-        fingerprint: String,
-        /// The pin.
-        pinned: String,
-    },
-    /// The pin is not a `SHA256:` fingerprint.
-    #[error(
-        "pinned host key {pinned:?} is not a SHA256 fingerprint like `SHA256:` followed by 43 base64 characters"
-    )]
-    InvalidPin {
-        /// The pin.
-        pinned: String,
-    },
-    /// The known_hosts file could not be read or written.
-    #[error("could not check the host key of {endpoint}")]
-    KnownHosts {
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: KnownHostsError,
-    },
-    /// The private key could not be loaded.
-    #[error("could not load SSH key {}", path.display())]
-    KeyLoad {
-        /// The key file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: Box<russh::keys::Error>,
-    },
-    /// The private key is encrypted, and no ssh-agent holds it.
-    #[error(
-        "SSH key {} is encrypted and siteward never asks for passphrases; hint: load it into \
-         ssh-agent (`eval \"$(ssh-agent)\"; ssh-add {}`) and run siteward with that agent's \
-         SSH_AUTH_SOCK: the agent then signs with it", path.display(), path.display()
-    )]
-    KeyEncrypted {
-        /// The key file.
-        path: PathBuf,
-    },
-    /// sudo asks the login user for a password.
-    #[error(
-        "`{user}` on {endpoint} needs a password for sudo, and siteward runs every command \
-         through `sudo -n`, which never asks; hint: allow it without one, as root on the server: \
-         `echo '{user} ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/{user} && chmod 0440 \
-         /etc/sudoers.d/{user} && visudo -c`, or log in as root (`user: root`)"
-    )]
-    SudoNeedsPassword {
-        /// The login user.
-        user: String,
-        /// `address:port`.
-        endpoint: String,
-    },
-    /// The server has no sudo.
-    #[error(
-        "{endpoint} has no `sudo`, and `{user}` is not root; hint: install it (`apt-get install \
-         sudo`) and allow `{user}` passwordless sudo, or log in as root (`user: root`)"
-    )]
-    SudoMissing {
-        /// The login user.
-        user: String,
-        /// `address:port`.
-        endpoint: String,
-    },
-    /// sudo refused the login user.
-    #[error(
-        "`{user}` on {endpoint} may not run commands as root with `sudo -n`: {stderr}; hint: \
-         allow it, as root on the server: `echo '{user} ALL=(ALL:ALL) NOPASSWD: ALL' > \
-         /etc/sudoers.d/{user} && chmod 0440 /etc/sudoers.d/{user} && visudo -c`, or log in as \
-         root (`user: root`)"
-    )]
-    SudoRefused {
-        /// The login user.
-        user: String,
-        /// `address:port`.
-        endpoint: String,
-        /// What sudo said.
-        stderr: String,
-    },
-    /// No key file is named and no ssh-agent is there to ask.
-    #[error(
-        "no `identityFile` is given, so siteward logs in with the keys of ssh-agent, but \
-         SSH_AUTH_SOCK is not set; hint: name the key in the Server spec (`identityFile: \
-         ~/.ssh/id_ed25519`), or start an agent and add the key: `eval \"$(ssh-agent)\"; ssh-add \
-         ~/.ssh/id_ed25519`"
-    )]
-    NoAgent,
-    /// The ssh-agent could not be reached or used.
-    #[error(
-        "could not use the ssh-agent at SSH_AUTH_SOCK; hint: check that the agent still runs \
-         (`ssh-add -l`)"
-    )]
-    Agent {
-        /// The cause.
-        #[source]
-        source: Box<russh::keys::Error>,
-    },
-    /// The ssh-agent failed while signing.
-    #[error("ssh-agent failed to sign for {endpoint}")]
-    AgentSign {
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: Box<russh::AgentAuthError>,
-    },
-    /// The server refused every key.
-    #[error("authentication as `{user}` on {endpoint} failed with {identity}")]
-    AuthFailed {
-        /// The login user.
-        user: String,
-        /// `address:port`.
-        endpoint: String,
-        /// Which key(s) were tried.
-        identity: String,
-    },
-    /// Authentication did not complete in time.
-    #[error("authentication as `{user}` on {endpoint} did not complete within {bound:?}")]
-    AuthTimeout {
-        /// The login user.
-        user: String,
-        /// `address:port`.
-        endpoint: String,
-        /// The configured bound.
-        bound: Duration,
-    },
-    /// The connection failed during authentication.
-    #[error("authentication as `{user}` on {endpoint} failed")]
-    Auth {
-        /// The login user.
-        user: String,
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: Box<russh::Error>,
-    },
-    /// A channel could not be opened or used (the connection is probably gone).
-    #[error("SSH channel to {endpoint} failed")]
-    Channel {
-        /// `address:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: Box<russh::Error>,
-    },
-    /// The server kept refusing to open a session channel on this connection.
-    #[error(
-        "{endpoint} refused to open another SSH session on this connection ({reason}) for {waited:?}, \
-         with {open} of siteward's sessions open; sshd allows `MaxSessions` sessions per connection \
-         (10 unless /etc/ssh/sshd_config or a `Match` block says otherwise) and siteward stays \
-         under it; hint: make sure `MaxSessions` is at least 1 for this user, and that nothing \
-         else on the server limits sessions (`sshd -T -C user=USER,host=HOST,addr=ADDR | grep -i maxsessions`)"
-    )]
-    SessionsRefused {
-        /// `address:port`.
-        endpoint: String,
-        /// The server's reason.
-        reason: String,
-        /// siteward's channels open on the connection when it gave up.
-        open: usize,
-        /// How long it retried.
-        waited: Duration,
-    },
-    /// The server refused to run the command.
-    #[error("{endpoint} refused to run `{command}`")]
-    ExecRefused {
-        /// `address:port`.
-        endpoint: String,
-        /// The first line of the command.
-        command: String,
-    },
-    /// The command did not finish in time; it was sent SIGKILL and its channel closed.
-    #[error("`{command}` on {endpoint} did not finish within {bound:?}")]
-    ExecTimeout {
-        /// `address:port`.
-        endpoint: String,
-        /// The first line of the command.
-        command: String,
-        /// The configured bound.
-        bound: Duration,
-    },
-    /// The channel closed without an exit status.
-    #[error("`{command}` on {endpoint} ended without an exit status (connection lost?)")]
-    NoExitStatus {
-        /// `address:port`.
-        endpoint: String,
-        /// The first line of the command.
-        command: String,
-    },
-    /// Reading the local stdin source failed.
-    #[error("could not read the input for `{command}`")]
-    StdinRead {
-        /// The first line of the command.
-        command: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Writing the command's stdout to the local writer failed.
-    #[error("could not write the output of `{command}`")]
-    StdoutWrite {
-        /// The first line of the command.
-        command: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The command could not be wrapped for sudo.
-    #[error("command cannot be sent")]
-    Quote(#[from] QuoteError),
-}
 
 /// An authenticated connection to one server, shared by every command of a run.
 ///
@@ -416,24 +63,7 @@ impl SshSession {
     pub async fn connect(target: &SshTarget) -> Result<Self, SshError> {
         let endpoint = target.endpoint();
         let deadline = Instant::now() + target.timeouts.connect;
-        let connect_timeout = || SshError::ConnectTimeout {
-            endpoint: endpoint.clone(),
-            bound: target.timeouts.connect,
-        };
-        let stream = timeout_at(deadline, tcp_connect(target, &endpoint))
-            .await
-            .map_err(|_| connect_timeout())??;
-        let config = Arc::new(client_config(target));
-        let client = client::Client::new(target);
-        let mut handle = match timeout_at(
-            deadline,
-            russh_client::connect_stream(config, stream, client),
-        )
-        .await
-        {
-            Err(_) => return Err(connect_timeout()),
-            Ok(result) => result.map_err(|error| error.into_ssh_error(&endpoint))?,
-        };
+        let mut handle = handshake(target, &endpoint, deadline).await?;
         let auth_deadline = Instant::now() + target.timeouts.auth;
         timeout_at(
             auth_deadline,
@@ -570,8 +200,14 @@ impl SshSession {
     {
         self.inner.execs.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.exec_timeout;
-        let channel = self.open_channel(summary, deadline).await?;
-        let open = self.inner.channels.opened();
+        let mut slot = slot;
+        let (channel, open) = match slot.take_opened() {
+            Some(opened) => opened,
+            None => {
+                let channel = self.open_channel(summary, deadline, Patience::Wait).await?;
+                (channel, self.inner.channels.opened())
+            }
+        };
         let (mut reader, writer) = channel.split();
         let running = Running {
             endpoint: &self.inner.endpoint,
@@ -591,13 +227,36 @@ impl SshSession {
         result
     }
 
+    /// Opens the channel `slot` holds now, unless it is open already: one end of a stream
+    /// opens its channel before the other end's, and gives it up when that one is refused
+    /// ([`crate::transport::reserve_pair`]).
+    ///
+    /// # Errors
+    /// As [`SshSession::run`]; with [`Patience::Once`], [`SshError::SessionsBusy`] when the
+    /// server has no session free.
+    pub async fn open_in(
+        &self,
+        slot: &mut ChannelSlot,
+        patience: Patience,
+    ) -> Result<(), SshError> {
+        if slot.is_opened() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.exec_timeout;
+        let channel = self.open_channel("(a stream)", deadline, patience).await?;
+        slot.hold_opened(channel, self.inner.channels.opened());
+        Ok(())
+    }
+
     /// Opens a session channel; a refusal (sshd's `MaxSessions`, or a session still closing on
-    /// the server) is retried within `deadline`, and one that persists after the server has read
-    /// everything sent before it lowers this connection's limit to the channels open.
+    /// the server) is retried within `deadline` (once only, with [`Patience::Once`]), and one
+    /// that persists after the server has read everything sent before it lowers this
+    /// connection's limit to the channels open.
     async fn open_channel(
         &self,
         summary: &str,
         deadline: Instant,
+        patience: Patience,
     ) -> Result<russh::Channel<russh::client::Msg>, SshError> {
         let started = Instant::now();
         let mut retry = channels::Retry::default();
@@ -611,13 +270,19 @@ impl SshSession {
                 Err(source) => return Err(self.channel_error(source)),
             };
             let open = self.inner.channels.open();
-            if retry.refused() && self.inner.channels.lower_to(open) {
+            let flushed = retry.refused(open, Instant::now());
+            if flushed && self.inner.channels.lower_to(open) {
                 tracing::warn!(
                     endpoint = %self.inner.endpoint, channels = self.inner.channels.limit(),
                     "the server refuses more SSH sessions per connection (sshd MaxSessions): commands wait for one of these"
                 );
             }
-            let Some(pause) = retry.next_pause(open, started.elapsed()) else {
+            if flushed && patience == Patience::Once {
+                return Err(SshError::SessionsBusy {
+                    endpoint: self.inner.endpoint.clone(),
+                });
+            }
+            let Some(pause) = retry.next_pause(Instant::now()) else {
                 return Err(SshError::SessionsRefused {
                     endpoint: self.inner.endpoint.clone(),
                     reason: format!("{reason:?}"),
@@ -692,131 +357,19 @@ impl Transport for SshSession {
         Ok(self.run_in(slot, command, stdin, stdout).await?)
     }
 
+    async fn open_channel_in(
+        &self,
+        slot: &mut ChannelSlot,
+        patience: Patience,
+    ) -> Result<(), TransportError> {
+        Ok(self.open_in(slot, patience).await?)
+    }
+
     fn connection_id(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize
     }
-}
 
-async fn tcp_connect(target: &SshTarget, endpoint: &str) -> Result<TcpStream, SshError> {
-    let stream = TcpStream::connect((target.address.as_str(), target.port))
-        .await
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::ConnectionRefused => SshError::ConnectRefused {
-                endpoint: endpoint.to_owned(),
-                source,
-            },
-            _ => SshError::Connect {
-                endpoint: endpoint.to_owned(),
-                source,
-            },
-        })?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
-/// russh's defaults, with keepalives, and the host key types known for this host asked for
-/// first (as OpenSSH does), so a server with several host keys presents the recorded one.
-fn client_config(target: &SshTarget) -> russh_client::Config {
-    let known = match &target.host_keys.pinned {
-        Some(_) => Vec::new(),
-        None => KnownHosts::load(&target.host_keys.known_hosts)
-            .map(|file| file.known_algorithms(&target.address, target.port))
-            .unwrap_or_default(),
-    };
-    let mut preferred = Preferred::default();
-    preferred.key = prefer_known(&preferred.key, &known).into();
-    if aes_is_accelerated() {
-        preferred.cipher = aes_gcm_first(&preferred.cipher).into();
-    }
-    russh_client::Config {
-        preferred,
-        limits: server_initiated_rekeys(),
-        keepalive_interval: Some(target.timeouts.keepalive),
-        keepalive_max: 3,
-        inactivity_timeout: None,
-        nodelay: true,
-        ..russh_client::Config::default()
-    }
-}
-
-/// Rekeying left to the server. A rekey russh starts while the server streams on several
-/// channels (two database dumps and a tar archive from a migration's source) drops the
-/// connection: russh bounds what may still arrive before the server sees its KEXINIT to two
-/// channel windows, where each channel may have a window in flight. OpenSSH servers rekey by
-/// themselves, by volume in both directions (`RekeyLimit`, 1-4 GB by default), and russh takes
-/// a server's rekey in its stride; OpenSSH's own client sets no time limit either.
-fn server_initiated_rekeys() -> russh::Limits {
-    russh::Limits {
-        rekey_write_limit: usize::MAX,
-        rekey_read_limit: usize::MAX,
-        rekey_time_limit: Duration::from_secs(100 * 365 * 24 * 3600),
-    }
-}
-
-/// Whether this machine's CPU has AES instructions: AES-GCM then costs both ends less CPU per
-/// byte than ChaCha20-Poly1305 (russh's first choice), which counts when a migration streams
-/// gigabytes through this process.
-fn aes_is_accelerated() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes")
-            && std::arch::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
-/// The ciphers offered, AES-256-GCM moved first (the others keep their order).
-fn aes_gcm_first(offered: &[russh::cipher::Name]) -> Vec<russh::cipher::Name> {
-    let gcm = russh::cipher::AES_256_GCM;
-    std::iter::once(gcm)
-        .chain(offered.iter().copied().filter(|name| *name != gcm))
-        .collect()
-}
-
-fn prefer_known(offered: &[Algorithm], known: &[Algorithm]) -> Vec<Algorithm> {
-    let is_known = |algorithm: &Algorithm| known.iter().any(|known| same_family(known, algorithm));
-    let (first, rest): (Vec<_>, Vec<_>) = offered.iter().cloned().partition(is_known);
-    first.into_iter().chain(rest).collect()
-}
-
-fn same_family(left: &Algorithm, right: &Algorithm) -> bool {
-    match (left, right) {
-        (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
-        _ => left == right,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aes_gcm_is_offered_first_and_nothing_is_lost() {
-        let offered = Preferred::default().cipher.into_owned();
-        let ordered = aes_gcm_first(&offered);
-        assert_eq!(ordered[0], russh::cipher::AES_256_GCM);
-        assert_eq!(ordered.len(), offered.len());
-        assert!(offered.iter().all(|name| ordered.contains(name)));
-    }
-
-    #[test]
-    fn known_host_key_types_are_asked_for_first() {
-        let offered = Preferred::default().key.into_owned();
-        let known = [Algorithm::Rsa { hash: None }];
-        let ordered = prefer_known(&offered, &known);
-        let rsa_first = ordered
-            .iter()
-            .take(3)
-            .all(|algorithm| matches!(algorithm, Algorithm::Rsa { .. }));
-        assert!(rsa_first, "{ordered:?}");
-        assert_eq!(ordered.len(), offered.len());
+    fn exec_bound(&self) -> Duration {
+        self.exec_timeout
     }
 }

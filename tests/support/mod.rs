@@ -24,7 +24,9 @@
 //! not assume a fresh host: create what they need idempotently, or clean up first.
 #![allow(dead_code)]
 
+pub mod migration;
 pub mod site;
+pub mod sshd;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -109,8 +111,11 @@ pub struct Host {
     /// The machine's side of the host's link, `10.77.N.1`.
     pub gateway: String,
     pub port: u16,
+    /// The login user: root, unless [`Host::logged_in_as`] says otherwise.
     pub user: String,
-    /// The client key authorised for root on every host.
+    /// The user with passwordless sudo every host has (`deploy`), with the same key.
+    pub sudo_user: String,
+    /// The client key authorised for root (and the sudo user) on every host.
     pub key_path: PathBuf,
     /// known_hosts with every host's key, `10.77.N.2 ssh-ed25519 ...`.
     pub known_hosts: PathBuf,
@@ -134,6 +139,7 @@ impl Host {
             gateway: value("FLEET_GATEWAY")?,
             port: value("FLEET_PORT")?.parse().context("bad FLEET_PORT")?,
             user: value("FLEET_USER")?,
+            sudo_user: value("FLEET_SUDO_USER")?,
             key_path: value("FLEET_KEY")?.into(),
             known_hosts: value("FLEET_KNOWN_HOSTS")?.into(),
             host_key: value("FLEET_HOST_KEY")?,
@@ -156,12 +162,36 @@ impl Host {
                 known_hosts: self.known_hosts.clone(),
                 accept_new: false,
             },
-            become_root: Become::Direct,
+            become_root: if self.user == "root" {
+                Become::Direct
+            } else {
+                Become::SudoN
+            },
             timeouts: Timeouts {
                 exec,
                 ..Timeouts::default()
             },
         }
+    }
+
+    /// This host, reached as `user` (e.g. [`Host::sudo_user`]): Server specs and SSH targets
+    /// made from it log in as that user.
+    pub fn logged_in_as(&self, user: &str) -> Host {
+        Host {
+            user: user.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Gives the host's sshd settings of its own (`scripts/fleet sshd-config`), e.g.
+    /// `PermitRootLogin no` or `MaxSessions 2`; `""` removes them. Connections made before
+    /// keep theirs.
+    pub fn set_sshd_config(&self, settings: &str) -> Result<()> {
+        let mut command = Command::new(fleet_script());
+        command.args(["sshd-config", &self.name]);
+        run_with_stdin(command, Some(settings.as_bytes()))?
+            .into_stdout(&format!("scripts/fleet sshd-config {}", self.name))
+            .map(drop)
     }
 
     pub fn ip(&self) -> &str {
@@ -402,10 +432,12 @@ impl Workspace {
     }
 }
 
-/// Runs the `siteward` binary built for these tests in directory `cwd`, with `NO_COLOR`.
+/// Runs the `siteward` binary built for these tests in directory `cwd`, with `NO_COLOR`, the
+/// variables `env` and no ssh-agent but one `env` names (the tests' keys are files).
 pub fn siteward_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<CommandOutput> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_siteward"));
     command.args(args).current_dir(cwd).env("NO_COLOR", "1");
+    command.env_remove("SSH_AUTH_SOCK");
     command.envs(env.iter().copied());
     run_with_stdin(command, None)
         .with_context(|| format!("failed to run siteward {}", args.join(" ")))

@@ -93,6 +93,131 @@ impl SiteUnderTest {
     }
 }
 
+// --- a deployed site: the spec the deploy tests vary ----------------------------------------
+
+pub const APP_KEY: &str = "base64:dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTA=";
+
+/// What a test varies in a site spec.
+pub struct Shape<'a> {
+    pub branch: &'a str,
+    pub script: &'a str,
+    pub keep: u32,
+}
+
+/// A Laravel site on MariaDB with Redis (its own prefix), a queue worker and a health check.
+pub fn site_spec(name: &str, shape: &Shape) -> String {
+    let db = name.replace('-', "_");
+    let upper = name.to_uppercase().replace('-', "_");
+    format!(
+        r#"apiVersion: siteward.dev/v1
+kind: Site
+metadata:
+  name: {name}
+spec:
+  server: web
+  type: laravel
+  domain: {name}.test
+  user: {db}
+  php: "8.2"
+  webDirectory: public
+  source:
+    repository: git://10.77.0.1/app.git
+    branch: {branch}
+  deploy:
+    keepReleases: {keep}
+    script: |
+      {script}
+  env:
+    APP_NAME: {name}
+    APP_ENV: production
+    APP_KEY: {{secret: env:{upper}_APP_KEY}}
+    DB_CONNECTION: mysql
+    DB_HOST: localhost
+    DB_PORT: 3306
+    DB_DATABASE: {db}
+    DB_USERNAME: {db}
+    DB_PASSWORD: {{secret: env:{upper}_DB_PASSWORD}}
+    REDIS_HOST: 127.0.0.1
+    REDIS_PREFIX: {db}_
+  database:
+    engine: mysql
+    name: {db}
+    users:
+      - name: {db}
+        password: {{secret: env:{upper}_DB_PASSWORD}}
+  redis:
+    required: true
+  workers:
+    - name: queue
+      command: php artisan queue:work
+  health:
+    path: /up
+    expectBody: OK
+    timeoutSeconds: 4
+"#,
+        branch = shape.branch,
+        keep = shape.keep,
+        script = shape.script,
+    )
+}
+
+impl SiteUnderTest {
+    /// A clean site following `branch`, deployed by `migrate`.
+    pub fn following(host: &Host, name: &str, branch: &str) -> Result<SiteUnderTest> {
+        let upper = name.to_uppercase().replace('-', "_");
+        let env = vec![
+            (format!("{upper}_APP_KEY"), APP_KEY.to_owned()),
+            (format!("{upper}_DB_PASSWORD"), format!("pw-{name}-1")),
+        ];
+        let site = SiteUnderTest::new(host, name, env)?;
+        site.write(&Shape {
+            branch,
+            script: "php artisan migrate --force",
+            keep: 5,
+        })?;
+        Ok(site)
+    }
+
+    /// Writes the site's spec in `shape`.
+    pub fn write(&self, shape: &Shape) -> Result<()> {
+        let path = format!("sites/{}.yaml", self.name);
+        self.workspace
+            .write_spec(&path, &site_spec(&self.name, shape))
+            .map(drop)
+    }
+
+    /// The release `current` points at.
+    pub fn current(&self) -> Result<String> {
+        let link = self
+            .host
+            .exec(&format!("readlink {}/current", self.root()))?;
+        Ok(link.trim().trim_start_matches("releases/").to_owned())
+    }
+
+    /// The release directories, oldest first.
+    pub fn releases(&self) -> Result<Vec<String>> {
+        let out = self.host.exec(&format!("ls -1 {}/releases", self.root()))?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+
+    /// Waits until the site's `queue` worker runs.
+    pub fn wait_for_worker(&self) -> Result<()> {
+        let program = format!("siteward-{}-queue", self.name);
+        wait_for("the worker running", Duration::from_secs(20), || {
+            let status = self
+                .host
+                .exec(&format!("supervisorctl status '{program}:*'"))?;
+            Ok(status.contains("RUNNING"))
+        })
+    }
+}
+
+/// Sets `branch` to `main` plus a commit writing `version` to VERSION.
+pub fn version_commit(branch: &str, version: &str, base: Option<&str>) -> Result<String> {
+    let message = format!("Release {version}");
+    super::git_commit(branch, &message, base, &format!("echo {version} > VERSION"))
+}
+
 /// Removes site `name` from `host`: programs, managed files, user and home, record,
 /// databases (the user and database are `name` with `-` turned into `_`).
 pub fn clean_site(host: &Host, name: &str) -> Result<()> {

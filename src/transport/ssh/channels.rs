@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use russh::Channel;
+use russh::client::Msg;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// OpenSSH allows 10 sessions per connection by default; stay under it.
@@ -51,6 +55,7 @@ impl Channels {
         ChannelSlot {
             permit: Some(permit),
             channels: Arc::clone(self),
+            opened: None,
         }
     }
 
@@ -101,6 +106,15 @@ impl Channels {
         true
     }
 
+    /// Returns `permit`, or forgets it while permits are owed.
+    fn give_back(&self, permit: Option<OwnedSemaphorePermit>) {
+        if let Some(permit) = permit
+            && self.take_owed()
+        {
+            permit.forget();
+        }
+    }
+
     /// Takes one owed permit, if any is owed.
     fn take_owed(&self) -> bool {
         self.owed
@@ -111,20 +125,66 @@ impl Channels {
     }
 }
 
-/// The right to open one channel; given back (or forgotten, after the limit was lowered) when
-/// dropped.
-#[derive(Debug)]
+/// How long opening a channel waits for the server to have a session free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Until the command's bound.
+    Wait,
+    /// One retry after a ping (the refusal may be a channel still closing), then
+    /// [`super::SshError::SessionsBusy`].
+    Once,
+}
+
+/// The right to open one channel, and the channel once opened ahead of its command; given back
+/// (or forgotten, after the limit was lowered) when dropped.
 pub struct ChannelSlot {
     permit: Option<OwnedSemaphorePermit>,
     channels: Arc<Channels>,
+    opened: Option<(Channel<Msg>, OpenChannel)>,
+}
+
+impl std::fmt::Debug for ChannelSlot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ChannelSlot")
+            .field("opened", &self.opened.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelSlot {
+    /// Whether the channel is open already.
+    pub(super) fn is_opened(&self) -> bool {
+        self.opened.is_some()
+    }
+
+    /// Keeps a channel opened ahead of its command.
+    pub(super) fn hold_opened(&mut self, channel: Channel<Msg>, open: OpenChannel) {
+        self.opened = Some((channel, open));
+    }
+
+    /// The channel opened ahead of its command, if any.
+    pub(super) fn take_opened(&mut self) -> Option<(Channel<Msg>, OpenChannel)> {
+        self.opened.take()
+    }
 }
 
 impl Drop for ChannelSlot {
+    /// Gives the permit back; a channel opened for a command that never ran is closed first
+    /// (russh does not close dropped channels, and the server would count it until the
+    /// connection ends).
     fn drop(&mut self) {
-        if let Some(permit) = self.permit.take()
-            && self.channels.take_owed()
-        {
-            permit.forget();
+        let permit = self.permit.take();
+        let channels = Arc::clone(&self.channels);
+        match (self.opened.take(), tokio::runtime::Handle::try_current()) {
+            (Some((channel, open)), Ok(runtime)) => {
+                runtime.spawn(async move {
+                    let _ = channel.close().await;
+                    drop(open);
+                    channels.give_back(permit);
+                });
+            }
+            _ => channels.give_back(permit),
         }
     }
 }
@@ -142,28 +202,37 @@ impl Drop for OpenChannel {
 }
 
 /// Retries of one refused channel: the first right after a ping, then with pauses doubling from
-/// 10 ms to half a second; given up when the server refuses while none of this connection's
-/// channels is open for [`GIVE_UP_WITH_NONE_OPEN`] (waiting frees nothing then).
+/// 10 ms to half a second; given up when the server went on refusing for
+/// [`GIVE_UP_WITH_NONE_OPEN`] while none of this connection's channels was open (waiting frees
+/// nothing then).
 #[derive(Debug, Default)]
 pub(super) struct Retry {
     refusals: u32,
+    /// Since when every refusal came with none of this connection's channels open.
+    none_open_since: Option<Instant>,
 }
 
 /// How long a server that refuses every channel while none is open is retried.
 const GIVE_UP_WITH_NONE_OPEN: Duration = Duration::from_secs(5);
 
 impl Retry {
-    /// Counts a refusal; whether a ping had flushed the closing channels before it (the refusal
-    /// then says the server's limit is reached).
-    pub(super) fn refused(&mut self) -> bool {
+    /// Counts a refusal that came at `now` with `open` channels open; whether a ping had
+    /// flushed the closing channels before it (the refusal then says the server's limit is
+    /// reached).
+    pub(super) fn refused(&mut self, open: usize, now: Instant) -> bool {
         self.refusals += 1;
+        self.none_open_since = match open {
+            0 => Some(self.none_open_since.unwrap_or(now)),
+            _ => None,
+        };
         self.refusals > 1
     }
 
-    /// How long to wait before the next try, or `None` to give up, with `open` channels open
-    /// and `waited` spent so far.
-    pub(super) fn next_pause(&self, open: usize, waited: Duration) -> Option<Duration> {
-        if open == 0 && waited >= GIVE_UP_WITH_NONE_OPEN {
+    /// How long to wait before the next try, or `None` to give up, at `now`.
+    pub(super) fn next_pause(&self, now: Instant) -> Option<Duration> {
+        if let Some(since) = self.none_open_since
+            && now.duration_since(since) >= GIVE_UP_WITH_NONE_OPEN
+        {
             return None;
         }
         let doublings = self.refusals.saturating_sub(1).min(6);
@@ -206,32 +275,30 @@ mod tests {
 
     #[test]
     fn refusals_are_retried_with_growing_pauses_and_given_up_when_nothing_can_free_a_channel() {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
         let mut retry = Retry::default();
         assert!(
-            !retry.refused(),
+            !retry.refused(3, at(0)),
             "the first refusal may be a channel still closing"
         );
-        assert_eq!(
-            retry.next_pause(3, Duration::ZERO),
-            Some(Duration::from_millis(10))
-        );
-        assert!(retry.refused());
-        assert_eq!(
-            retry.next_pause(3, Duration::ZERO),
-            Some(Duration::from_millis(20))
-        );
+        assert_eq!(retry.next_pause(at(0)), Some(Duration::from_millis(10)));
+        assert!(retry.refused(3, at(0)));
+        assert_eq!(retry.next_pause(at(0)), Some(Duration::from_millis(20)));
         for _ in 0..10 {
-            retry.refused();
+            retry.refused(3, at(1));
         }
-        assert_eq!(
-            retry.next_pause(3, Duration::from_secs(60)),
-            Some(Duration::from_millis(500))
+        assert_eq!(retry.next_pause(at(60)), Some(Duration::from_millis(500)));
+        retry.refused(0, at(60));
+        assert_eq!(retry.next_pause(at(64)), Some(Duration::from_millis(500)));
+        retry.refused(1, at(64));
+        retry.refused(0, at(65));
+        assert!(
+            retry.next_pause(at(69)).is_some(),
+            "one channel was open at 64 s"
         );
-        assert_eq!(
-            retry.next_pause(0, Duration::from_secs(4)),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(retry.next_pause(0, Duration::from_secs(5)), None);
+        retry.refused(0, at(70));
+        assert_eq!(retry.next_pause(at(70)), None);
     }
 
     #[test]
