@@ -27,11 +27,22 @@ pub(super) fn client_config(target: &SshTarget) -> russh_client::Config {
         preferred,
         limits: server_initiated_rekeys(),
         keepalive_interval: Some(target.timeouts.keepalive),
-        keepalive_max: 3,
-        inactivity_timeout: None,
+        keepalive_max: KEEPALIVE_MAX,
+        inactivity_timeout: Some(silence_bound(target.timeouts.keepalive)),
         nodelay: true,
         ..russh_client::Config::default()
     }
+}
+
+/// Unanswered keepalives that count as a cut connection.
+const KEEPALIVE_MAX: usize = 3;
+
+/// How long the connection may go without a sign of life, which russh also bounds each write
+/// with: a connection cut while siteward streams into it fills the socket's send buffer, and
+/// russh, blocked in that write, sends no keepalive and notices nothing until TCP gives up
+/// (about 15 minutes). As long as the keepalives take to notice an idle connection is gone.
+fn silence_bound(keepalive: Duration) -> Duration {
+    keepalive * (KEEPALIVE_MAX as u32 + 1)
 }
 
 /// Rekeying left to the server. A rekey russh starts while the server streams on several
@@ -92,6 +103,18 @@ fn same_family(left: &Algorithm, right: &Algorithm) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_is_given_up_after_as_long_as_its_keepalives_take() {
+        assert_eq!(
+            silence_bound(Duration::from_secs(15)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            silence_bound(Duration::from_secs(1)),
+            Duration::from_secs(4)
+        );
+    }
 
     #[test]
     fn aes_gcm_is_offered_first_and_nothing_is_lost() {
