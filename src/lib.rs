@@ -3,6 +3,8 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod conditions;
+pub mod daemon;
 pub mod layout;
 pub mod migrate;
 pub mod observe;

@@ -35,9 +35,12 @@ fn usage_error(error: clap::Error) -> ExitCode {
 }
 
 fn init_tracing(cli: &Cli) {
+    // The daemon tells what it does by default; a verb run by hand only what goes wrong.
+    let daemon = matches!(cli.command, siteward::cli::Command::Watch(_));
     let level = match (cli.global.quiet, cli.global.verbose) {
         (2.., _) => "off",
         (1, _) => "error",
+        (_, 0) if daemon => "info",
         (_, 0) => "warn",
         (_, 1) => "info",
         (_, 2) => "debug",

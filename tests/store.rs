@@ -2,7 +2,8 @@
 //! machine): migrations, runs, site runs, conditions, history.
 
 use anyhow::{Context, Result};
-use siteward::store::{Condition, NewRun, NewSiteRun, StateStore};
+use siteward::conditions::{Condition, ConditionType, SiteStatus};
+use siteward::store::{NewRun, NewSiteRun, StateStore};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -110,31 +111,93 @@ async fn exercise(store: &StateStore) -> Result<()> {
             )
             .await?;
     }
-    let mut condition = Condition {
+    // A condition keeps its transition time while its status stays; a change of status moves it.
+    let drifted = Condition::new(
+        ConditionType::Drifted,
+        true,
+        "DriftDetected",
+        "2 resources differ",
+    );
+    let mut status = SiteStatus {
         site: "shop".into(),
         server: "web-1".into(),
-        ready: false,
-        drifted: true,
-        reason: "Drifted".into(),
-        message: "2 resources differ".into(),
-        spec_hash: "abc".into(),
-        updated_unix: 0,
+        deployed_commit: "c0ffee".into(),
+        ..SiteStatus::default()
     };
-    store.set_condition(&condition).await?;
-    condition.ready = true;
-    condition.drifted = false;
-    condition.reason = "Applied".into();
-    store.set_condition(&condition).await?;
-
-    let conditions = store.conditions().await?;
-    assert_eq!(
-        conditions.len(),
-        1,
-        "one condition per site, updated in place"
+    status.set(drifted.clone(), "abc", "rev1");
+    status.set(
+        Condition::new(ConditionType::Ready, false, "ChangesPending", "2 differ"),
+        "abc",
+        "rev1",
     );
-    assert_eq!(conditions[0].reason, "Applied");
-    assert!(conditions[0].ready && !conditions[0].drifted);
-    assert!(conditions[0].updated_unix > 0);
+    store.update_site(&status).await?;
+    let first = store
+        .site_status("shop")
+        .await?
+        .context("the site is stored")?;
+    let since = first
+        .condition(ConditionType::Drifted)
+        .context("Drifted")?
+        .last_transition_unix;
+    assert!(since > 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    status.set(
+        Condition::new(
+            ConditionType::Drifted,
+            true,
+            "DriftDetected",
+            "1 resource differs",
+        ),
+        "abc",
+        "rev2",
+    );
+    status.set(
+        Condition::new(ConditionType::Ready, true, "Applied", "applied"),
+        "abc",
+        "rev2",
+    );
+    status.server = "web-2".into();
+    status.deployed_commit = String::new();
+    store.update_site(&status).await?;
+    let second = store
+        .site_status("shop")
+        .await?
+        .context("the site is stored")?;
+    let drifted = second
+        .condition(ConditionType::Drifted)
+        .context("Drifted")?;
+    assert_eq!(
+        (drifted.last_transition_unix, drifted.message.as_str()),
+        (since, "1 resource differs")
+    );
+    let ready = second.condition(ConditionType::Ready).context("Ready")?;
+    assert!(
+        ready.holds() && ready.last_transition_unix > since,
+        "{ready:?}"
+    );
+    assert_eq!(ready.git_revision, "rev2");
+    assert_eq!(
+        (second.server.as_str(), second.deployed_commit.as_str()),
+        ("web-2", "c0ffee"),
+        "an unknown commit keeps the known one"
+    );
+
+    store
+        .set_suspended("shop", "web-2", Some("hotfix by hand"))
+        .await?;
+    let held = store.site_status("shop").await?.context("stored")?;
+    assert!(held.suspended && held.holds(ConditionType::Suspended));
+    assert_eq!(held.suspend_reason, "hotfix by hand");
+    store.set_suspended("shop", "web-2", None).await?;
+    assert!(
+        !store
+            .site_status("shop")
+            .await?
+            .context("stored")?
+            .suspended
+    );
+    assert_eq!(store.site_statuses().await?.len(), 1, "one row per site");
+    store.heartbeat().await?;
 
     let history = store.site_history("blog", 5).await?;
     assert_eq!(history.len(), 1);
@@ -159,7 +222,7 @@ async fn the_store_works_on_sqlite_and_survives_reopening() -> Result<()> {
     exercise(&store).await?;
     let reopened = StateStore::open(&format!("sqlite:{path}")).await?;
     assert_eq!(
-        reopened.conditions().await?.len(),
+        reopened.site_statuses().await?.len(),
         1,
         "migrations run once; data kept"
     );

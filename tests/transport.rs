@@ -354,7 +354,8 @@ async fn a_finished_command_leaves_nothing_running() {
     // The command's process group: itself, and its watcher, whose output must go nowhere near
     // the channel (a watcher holding the channel's pipes would hold every command open until it
     // ends, up to a second later).
-    let command = "group=$(ps -o pgid= -p $$ | tr -d ' '); sleep 0.3; echo \"$group\"; \
+    let command = "group=$(ps -o pgid= -p $$ | tr -d ' '); echo \"$group\"; \
+                   for i in $(seq 100); do pgrep -g \"$group\" -f '^sleep 1$' >/dev/null && break; sleep 0.05; done; \
                    for p in $(pgrep -g \"$group\" -f '^sleep 1$'); do \
                    for q in $p $(ps -o ppid= -p $p); do \
                    readlink /proc/$q/fd/0 /proc/$q/fd/1 /proc/$q/fd/2; done; done; exit 7";

@@ -376,11 +376,37 @@ fn every_spec_file_points_editors_at_the_schema() {
 
 #[test]
 fn verbs_not_built_yet_answer_with_a_clear_error() {
-    let output = siteward(&["watch"]);
+    let output = siteward(&["discover", "web-1"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.starts_with("error: `siteward watch` is not available"),
+        stderr.starts_with("error: `siteward discover` is not available"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_invalid_specs_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("servers.yaml"),
+        "apiVersion: siteward.dev/v1\nkind: Server\nmetadata:\n  name: web-1\nspec:\n  adress: 10.0.0.1\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state.db");
+    let output = siteward(&[
+        "--state",
+        state.to_str().unwrap(),
+        "watch",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("are invalid") && stderr.contains("servers.yaml:6:3"),
         "{stderr}"
     );
     assert!(stderr.contains("hint:"), "{stderr}");

@@ -11,11 +11,29 @@ use crate::transport::{Stdin, Transport, TransportError};
 use commands::{CommandError, StepContext};
 use lock::{LockError, LockOwner};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Set once this process is shutting down (the daemon got SIGTERM): applies and migrations
+/// stop at their next safe point, between two steps or two phases, and release their locks.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks every apply and migration of this process to stop at its next safe point.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The process is shutting down: the steps after this point were not run.
+    #[error("stopped before `{next}`: siteward is shutting down (the next run goes on from here)")]
+    Interrupted { next: String },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("step `{what}` could not be prepared")]
@@ -112,6 +130,11 @@ pub async fn run_steps<'s, T: Transport>(
     outcomes: &mut Vec<StepOutcome>,
 ) -> Result<(), ApplyError> {
     for step in steps {
+        if interrupted() {
+            return Err(ApplyError::Interrupted {
+                next: step_name(step),
+            });
+        }
         run_step(transport, step, ctx, outcomes).await?;
     }
     Ok(())

@@ -185,15 +185,33 @@ pub struct StatusArgs {
 /// `siteward watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Spec directory to watch.
+    /// Spec directory to watch; when it is a git checkout that follows an upstream, the daemon
+    /// fetches it and fast-forwards.
     #[arg(default_value = "specs")]
     pub dir: PathBuf,
-    /// Address for /healthz, /metrics and the status page.
+    /// Address of the status page, the API, /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9420")]
     pub listen: String,
-    /// Seconds between full resyncs that catch drift.
-    #[arg(long, default_value_t = 300)]
-    pub resync_seconds: u64,
+    /// How often each site is observed again to catch drift (jittered), e.g. `10m`.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub resync: std::time::Duration,
+    /// How often the specs' git remote is fetched (jittered), e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub git_interval: std::time::Duration,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// Reconciles running at once on one server.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub per_server: u16,
+    /// The bearer token of the API's POST verbs: `env:NAME` or `file:PATH`
+    /// (default: the variable SITEWARD_API_TOKEN; without a token they are off).
+    #[arg(long)]
+    pub api_token: Option<String>,
+    /// The secret of git webhooks (GitHub's X-Hub-Signature-256, GitLab's X-Gitlab-Token):
+    /// `env:NAME` or `file:PATH` (default: the variable SITEWARD_WEBHOOK_SECRET).
+    #[arg(long)]
+    pub webhook_secret: Option<String>,
 }
 
 /// `siteward report`.

@@ -5,15 +5,13 @@ use super::{Context, Exit, hinted};
 use crate::apply::lock::LockOwner;
 use crate::apply::{SiteOutcome, all_ok, apply_site, sites_by_server};
 use crate::cli::{ApplyArgs, ReportFormat};
+use crate::migrate::launch::{Launch, migrate_planned, server_spec};
 use crate::migrate::progress::Progress;
-use crate::migrate::run::{Endpoint, MigrationJob, migrate_site};
 use crate::plan::{Plan, SitePlan, render};
-use crate::spec::server::ServerSpec;
 use anyhow::Context as _;
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::pin::Pin;
-use std::time::Duration;
 
 /// Applies a saved plan, or plans and applies.
 pub fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
@@ -39,7 +37,7 @@ async fn run_async(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
     };
     if !plan.has_changes() {
         println!("{}", render::summary(&plan));
-        super::record::plan_made(ctx, &plan);
+        super::record::plan_made(ctx, &prepared, &plan);
         return Ok(Exit::Success);
     }
     if args.plan_file.is_none() {
@@ -56,7 +54,7 @@ async fn run_async(ctx: &Context, args: ApplyArgs) -> anyhow::Result<Exit> {
     }
     let outcomes = apply_all(&prepared, &plan).await;
     report(&outcomes, &prepared);
-    super::record::apply_done(ctx, &plan, &outcomes, &prepared.secrets);
+    super::record::apply_done(ctx, &prepared, &plan, &outcomes);
     print_migration_reports(&outcomes);
     if let Some(path) = &args.report {
         write_report(path, &outcomes, &prepared.secrets)?;
@@ -171,7 +169,7 @@ async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
         let Some(session) = prepared.sessions.get(&server_name) else {
             continue;
         };
-        let Some(server) = server_spec(prepared, &server_name) else {
+        let Some(server) = server_spec(&prepared.loaded, &server_name) else {
             continue;
         };
         for site in sites {
@@ -191,82 +189,18 @@ async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
     futures::future::join_all(tasks).await
 }
 
-fn server_spec<'p>(prepared: &'p Prepared, name: &str) -> Option<&'p ServerSpec> {
-    prepared
-        .loaded
-        .servers
-        .iter()
-        .find(|s| s.item.name.as_str() == name)
-        .map(|s| &s.item.spec)
-}
-
-/// How long one stream of a migration (a database dump, a storage archive) may run.
-const STREAM_BOUND: Duration = Duration::from_secs(12 * 3600);
-
 /// Runs (or resumes) the migration of a site to the server of its plan.
 async fn migrate(prepared: &Prepared, site_plan: &SitePlan, owner: &LockOwner) -> SiteOutcome {
-    let failed = |error: String| SiteOutcome {
-        site: site_plan.site.clone(),
-        server: site_plan.server.clone(),
-        ok: false,
-        millis: 0,
-        steps: Vec::new(),
-        error: Some(error),
-        migration: None,
-    };
-    let Some(migration) = &site_plan.migration else {
-        return failed("no migration was planned".into());
-    };
-    let site = prepared
-        .loaded
-        .sites
-        .iter()
-        .map(|s| &s.item)
-        .find(|s| s.name.as_str() == site_plan.site);
-    let sessions = (
-        prepared.sessions.get(&migration.source),
-        prepared.sessions.get(&migration.target),
-    );
-    let specs = (
-        server_spec(prepared, &migration.source),
-        server_spec(prepared, &migration.target),
-    );
-    let source_site = prepared
-        .observed
-        .get(&migration.source)
-        .and_then(|s| s.sites.get(&site_plan.site))
-        .cloned()
-        .unwrap_or_default();
-    let (Some(site), (Some(source), Some(target)), (Some(source_spec), Some(target_spec))) =
-        (site, sessions, specs)
-    else {
-        return failed("the site's servers are not connected".into());
-    };
-    let (source_stream, target_stream) = (
-        source.with_exec_timeout(STREAM_BOUND),
-        target.with_exec_timeout(STREAM_BOUND),
-    );
-    let job = MigrationJob {
-        site,
-        plan: site_plan,
-        source: Endpoint {
-            name: &migration.source,
-            spec: source_spec,
-            transport: source,
-            streaming: &source_stream,
-        },
-        target: Endpoint {
-            name: &migration.target,
-            spec: target_spec,
-            transport: target,
-            streaming: &target_stream,
-        },
-        source_site: &source_site,
+    let launch = Launch {
+        loaded: &prepared.loaded,
+        sessions: &prepared.sessions,
+        observed: &prepared.observed,
         secrets: &prepared.secrets,
         owner,
         progress: Progress::detect(),
+        on_phase: None,
     };
-    migrate_site(&job).await.0
+    migrate_planned(&launch, site_plan).await
 }
 
 pub(super) fn report(outcomes: &[SiteOutcome], prepared: &Prepared) {

@@ -3,12 +3,13 @@
 mod apply;
 mod observe;
 mod plan;
-mod reconcile;
+pub mod reconcile;
 mod record;
 mod rollback;
 mod schema;
 mod status;
 mod validate;
+mod watch;
 
 use crate::cli::{ColorChoice, Command};
 use std::fmt;
@@ -86,10 +87,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Plan(args) => plan::run(ctx, args),
         Command::Apply(args) => apply::run(ctx, args),
         Command::Status(args) => status::status(ctx, args),
-        Command::Watch(_) => not_built(
-            "watch",
-            "the watch daemon arrives after the reconcile engine",
-        ),
+        Command::Watch(args) => watch::run(ctx, args),
         Command::Report(args) => status::report(ctx, args),
         Command::Observe(args) => observe::run(ctx, args),
         Command::Rollback(args) => rollback::run(ctx, args),

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: PlanArgs) -> anyhow::Result<Exit> {
             path.display()
         );
     }
-    super::record::plan_made(ctx, plan);
+    super::record::plan_made(ctx, &prepared, plan);
     refuse_blocked(plan)?;
     Ok(match (args.detailed_exitcode, plan.has_changes()) {
         (true, true) => Exit::Changes,

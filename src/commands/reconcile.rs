@@ -188,6 +188,8 @@ fn resolve_admin_secrets(server: &crate::spec::Server) -> ResolvedSecrets {
 
 /// Everything a plan was made from, kept for applying it.
 pub struct Prepared {
+    /// Where the specs were read from.
+    pub spec_paths: Vec<PathBuf>,
     pub loaded: Loaded,
     pub secrets: ResolvedSecrets,
     pub sessions: BTreeMap<String, SshSession>,
@@ -233,6 +235,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
     let mut plan = plan;
     annotate_deploys(&mut plan, &sessions).await;
     Ok(Prepared {
+        spec_paths: options.specs.to_vec(),
         loaded,
         secrets,
         sessions,
@@ -243,7 +246,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
 
 /// Measures the storage each migration will carry, on its source: one round trip per
 /// migration (none when nothing moves). A source that does not answer leaves the size unknown.
-async fn measure_migrations(
+pub async fn measure_migrations(
     sites: &[&Site],
     observed: &BTreeMap<String, ObservedServer>,
     sessions: &BTreeMap<String, SshSession>,

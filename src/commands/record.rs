@@ -1,14 +1,19 @@
-//! Recording plans and applies in the state store. A store failure is logged, never fatal:
-//! the servers are the truth, the store is history.
+//! Recording plans and applies in the state store, with each site's conditions. A store
+//! failure is logged, never fatal: the servers are the truth, the store is history.
+
+use std::collections::BTreeMap;
 
 use super::Context;
+use super::reconcile::Prepared;
 use crate::apply::SiteOutcome;
-use crate::plan::{Plan, render};
-use crate::spec::secret::ResolvedSecrets;
-use crate::store::{Condition, NewRun, NewSiteRun, StateStore};
+use crate::conditions::{self, Condition, ConditionType, SiteStatus};
+use crate::plan::fingerprint::site_spec_hash;
+use crate::plan::{Plan, SiteDisposition, SitePlan, render};
+use crate::store::{NewRun, NewSiteRun, StateStore};
 
-/// Records a plan, and each site's condition as the plan saw it.
-pub fn plan_made(ctx: &Context, plan: &Plan) {
+/// Records a plan, and each site's status as the plan saw it.
+pub fn plan_made(ctx: &Context, prepared: &Prepared, plan: &Plan) {
+    let statuses = plan_statuses(prepared, plan);
     let state = ctx.state.clone();
     let plan = plan.clone();
     let work = async move {
@@ -28,31 +33,18 @@ pub fn plan_made(ctx: &Context, plan: &Plan) {
             plan_json: &json,
         };
         store.record_run(&run).await?;
-        for site in &plan.sites {
-            let pending = site.pending().count();
-            let condition = Condition {
-                site: site.site.clone(),
-                server: site.server.clone(),
-                ready: pending == 0,
-                drifted: pending > 0,
-                reason: if pending == 0 {
-                    "InSync".into()
-                } else {
-                    "Drifted".into()
-                },
-                message: format!("{pending} resources differ from the spec"),
-                spec_hash: plan.spec_hash.clone(),
-                updated_unix: 0,
-            };
-            store.set_condition(&condition).await?;
+        for status in &statuses {
+            store.update_site(status).await?;
         }
         Ok::<_, crate::store::StoreError>(())
     };
     run_quietly(work);
 }
 
-/// Records an apply with every site's steps and outcome.
-pub fn apply_done(ctx: &Context, plan: &Plan, outcomes: &[SiteOutcome], secrets: &ResolvedSecrets) {
+/// Records an apply with every site's steps and outcome, and each site's status after it.
+pub fn apply_done(ctx: &Context, prepared: &Prepared, plan: &Plan, outcomes: &[SiteOutcome]) {
+    let secrets = &prepared.secrets;
+    let statuses = apply_statuses(prepared, plan, outcomes);
     let state = ctx.state.clone();
     let plan_json = secrets.scrub(&render::json(plan));
     let outcomes: Vec<SiteOutcome> = outcomes.to_vec();
@@ -91,25 +83,98 @@ pub fn apply_done(ctx: &Context, plan: &Plan, outcomes: &[SiteOutcome], secrets:
                 migration_json: migration_json.as_deref(),
             };
             store.record_site_run(run_id, &site_run).await?;
-            let condition = Condition {
-                site: outcome.site.clone(),
-                server: outcome.server.clone(),
-                ready: outcome.ok,
-                drifted: false,
-                reason: if outcome.ok {
-                    "Applied".into()
-                } else {
-                    "ApplyFailed".into()
-                },
-                message: error.unwrap_or_else(|| format!("{} steps applied", outcome.steps.len())),
-                spec_hash: spec_hash.clone(),
-                updated_unix: 0,
-            };
-            store.set_condition(&condition).await?;
+        }
+        for status in &statuses {
+            store.update_site(&scrubbed(status, &scrub)).await?;
         }
         Ok::<_, crate::store::StoreError>(())
     };
     run_quietly(work);
+}
+
+/// The spec hash of each site the specs name.
+fn site_hashes(prepared: &Prepared) -> BTreeMap<String, String> {
+    prepared
+        .loaded
+        .sites
+        .iter()
+        .map(|s| (s.item.name.to_string(), site_spec_hash(&s.item)))
+        .collect()
+}
+
+/// Each site's status from the plan: its entry where its spec places it (not the entry of a
+/// migration's source), and `Orphaned` for sites no spec names.
+pub fn plan_statuses(prepared: &Prepared, plan: &Plan) -> Vec<SiteStatus> {
+    let hashes = site_hashes(prepared);
+    let revision = crate::daemon::git::revision(&prepared.spec_paths);
+    plan.sites
+        .iter()
+        .filter_map(|site| {
+            if site.disposition == SiteDisposition::Orphaned && !hashes.contains_key(&site.site) {
+                return Some(orphaned(site, &revision));
+            }
+            let hash = placed_here(site, prepared).then(|| hashes.get(&site.site))??;
+            let observed = prepared
+                .observed
+                .get(&site.server)
+                .and_then(|server| server.sites.get(&site.site));
+            Some(conditions::after_plan(site, observed, hash, &revision))
+        })
+        .collect()
+}
+
+/// Each applied site's status after the apply.
+fn apply_statuses(prepared: &Prepared, plan: &Plan, outcomes: &[SiteOutcome]) -> Vec<SiteStatus> {
+    let hashes = site_hashes(prepared);
+    let revision = crate::daemon::git::revision(&prepared.spec_paths);
+    outcomes
+        .iter()
+        .filter_map(|outcome| {
+            let site = plan
+                .sites
+                .iter()
+                .find(|s| s.site == outcome.site && s.server == outcome.server)?;
+            let hash = hashes.get(&outcome.site)?;
+            Some(conditions::after_apply(outcome, site, hash, &revision))
+        })
+        .collect()
+}
+
+/// Whether this plan entry is the site where its spec places it.
+fn placed_here(site: &SitePlan, prepared: &Prepared) -> bool {
+    prepared
+        .loaded
+        .sites
+        .iter()
+        .any(|s| s.item.name.as_str() == site.site && s.item.spec.server.as_str() == site.server)
+}
+
+fn orphaned(site: &SitePlan, revision: &str) -> SiteStatus {
+    let mut status = SiteStatus {
+        site: site.site.clone(),
+        server: site.server.clone(),
+        last_result: "orphaned".into(),
+        ..SiteStatus::default()
+    };
+    let message = format!(
+        "recorded on `{}`, named by no spec (`apply --prune` removes it)",
+        site.server
+    );
+    status.set(
+        Condition::new(ConditionType::Orphaned, true, "NoSpec", message),
+        "",
+        revision,
+    );
+    status
+}
+
+/// A status whose messages carry no secret value.
+fn scrubbed(status: &SiteStatus, secrets: &crate::spec::secret::ResolvedSecrets) -> SiteStatus {
+    let mut status = status.clone();
+    for condition in &mut status.conditions {
+        condition.message = secrets.scrub(&condition.message);
+    }
+    status
 }
 
 fn run_quietly(

@@ -60,7 +60,7 @@ async fn run_async(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Exit> {
     .await;
     let outcomes = [outcome];
     super::apply::report(&outcomes, &prepared);
-    super::record::apply_done(ctx, &plan, &outcomes, &prepared.secrets);
+    super::record::apply_done(ctx, &prepared, &plan, &outcomes);
     if all_ok(&outcomes) {
         Ok(Exit::Success)
     } else {

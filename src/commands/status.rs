@@ -3,42 +3,142 @@
 use super::reconcile::runtime;
 use super::{Context, Exit, hinted};
 use crate::cli::{OutputFormat, ReportArgs, ReportFormat, StatusArgs};
+use crate::conditions::{ConditionType, SiteStatus, age};
 use crate::migrate::report::MigrationReport;
 use crate::store::StateStore;
 use std::fmt::Write as _;
 
-/// Prints each site's last known condition.
+/// Prints each site's conditions, as the last plan, apply or daemon run left them.
 pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
-    let conditions = runtime()?.block_on(async {
+    let statuses = runtime()?.block_on(async {
         let store = StateStore::open(&ctx.state).await?;
-        store.conditions().await
+        store.site_statuses().await
     })?;
-    let conditions: Vec<_> = conditions
+    let statuses: Vec<SiteStatus> = statuses
         .into_iter()
-        .filter(|c| args.site.as_ref().is_none_or(|s| &c.site == s))
+        .filter(|s| args.site.as_ref().is_none_or(|name| &s.site == name))
         .collect();
     if args.format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&conditions)?);
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
         return Ok(Exit::Success);
     }
-    if conditions.is_empty() {
-        println!(
-            "No site has been planned or applied with this state store ({}).",
-            ctx.state
-        );
-        return Ok(Exit::Success);
+    match (&args.site, statuses.first()) {
+        (Some(name), None) => Err(hinted(
+            format!("the state store knows no site `{name}`"),
+            format!(
+                "run `siteward plan` or `siteward apply` first, with the same `--state` ({})",
+                ctx.state
+            ),
+        )),
+        (None, None) => {
+            println!(
+                "No site has been planned or applied with this state store ({}).",
+                ctx.state
+            );
+            Ok(Exit::Success)
+        }
+        (Some(_), Some(status)) => {
+            print!("{}", status_text(status, now_unix()));
+            Ok(Exit::Success)
+        }
+        (None, Some(_)) => {
+            print!("{}", status_table(&statuses, now_unix()));
+            Ok(Exit::Success)
+        }
     }
-    println!(
-        "{:<20} {:<16} {:<6} {:<8} {:<14} MESSAGE",
-        "SITE", "SERVER", "READY", "DRIFTED", "REASON"
+}
+
+/// One line per site: the condition that sums it up, since when, and why.
+fn status_table(statuses: &[SiteStatus], now: i64) -> String {
+    let mut out = format!(
+        "{:<20} {:<16} {:<12} {:>8}  MESSAGE\n",
+        "SITE", "SERVER", "STATUS", "SINCE"
     );
-    for c in conditions {
-        println!(
-            "{:<20} {:<16} {:<6} {:<8} {:<14} {}",
-            c.site, c.server, c.ready, c.drifted, c.reason, c.message
+    for status in statuses {
+        let since = ConditionType::parse(status.summary())
+            .and_then(|kind| status.condition(kind))
+            .map_or_else(|| "-".to_owned(), |c| age(now - c.last_transition_unix));
+        let _ = writeln!(
+            out,
+            "{:<20} {:<16} {:<12} {:>8}  {}",
+            status.site,
+            status.server,
+            status.summary(),
+            since,
+            one_line(status.summary_message(), 100)
         );
     }
-    Ok(Exit::Success)
+    out
+}
+
+/// Every condition of one site, its drift and its commits.
+fn status_text(status: &SiteStatus, now: i64) -> String {
+    let mut out = format!(
+        "site {} on {}: {}\n",
+        status.site,
+        status.server,
+        status.summary()
+    );
+    if status.suspended {
+        let _ = writeln!(out, "  suspended: {}", status.suspend_reason);
+    }
+    if !status.deployed_commit.is_empty() || !status.desired_commit.is_empty() {
+        let _ = writeln!(
+            out,
+            "  commit: {} deployed, {} wanted",
+            short(&status.deployed_commit),
+            short(&status.desired_commit)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  {:<12} {:<8} {:<18} {:>8}  MESSAGE",
+        "CONDITION", "STATUS", "REASON", "SINCE"
+    );
+    for condition in &status.conditions {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<8} {:<18} {:>8}  {}",
+            condition.kind.name(),
+            condition.status.name(),
+            condition.reason,
+            age(now - condition.last_transition_unix),
+            one_line(&condition.message, 200)
+        );
+    }
+    if !status.drift.is_empty() {
+        let _ = writeln!(out, "\n  drift:");
+        for drifted in &status.drift {
+            let _ = writeln!(
+                out,
+                "    ~ {} {}: {}",
+                drifted.resource, drifted.name, drifted.reason
+            );
+        }
+    }
+    out
+}
+
+fn short(commit: &str) -> &str {
+    match commit {
+        "" => "-",
+        commit => &commit[..commit.len().min(12)],
+    }
+}
+
+/// `text` on one line, cut to `limit` characters.
+fn one_line(text: &str, limit: usize) -> String {
+    let flat = text.replace('\n', " ");
+    match flat.char_indices().nth(limit) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Prints a site's last apply.

@@ -3,6 +3,7 @@
 pub mod database;
 pub mod files;
 pub mod handover;
+pub mod launch;
 pub mod measure;
 pub mod preflight;
 pub mod progress;

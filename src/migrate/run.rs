@@ -68,6 +68,10 @@ pub enum MigrationError {
         "the source `{server}` could not be brought back as the live runner (the log says why)"
     )]
     SourceStillStopped { server: String },
+    #[error(
+        "stopped before the phase `{phase}`: siteward is shutting down (the next run resumes here)"
+    )]
+    Interrupted { phase: &'static str },
     #[error("the server `{server}` has no `{section}` administrator in its spec")]
     NoAdmin {
         server: String,
@@ -98,6 +102,8 @@ pub struct MigrationJob<'a, T> {
     pub secrets: &'a ResolvedSecrets,
     pub owner: &'a LockOwner,
     pub progress: Progress,
+    /// Told each phase as it starts.
+    pub on_phase: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
 /// Runs (or resumes) a migration; returns the site's outcome and the report.
@@ -224,7 +230,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         self.timed(Phase::SourceStopped).await?;
         let handed_over = self.hand_over().await;
         if let Err(error) = handed_over {
-            self.bring_source_back().await;
+            // A shutdown stops the move where it is: the journal lets the next run go on from
+            // there, rather than undo what is done.
+            if !matches!(error, MigrationError::Interrupted { .. }) {
+                self.bring_source_back().await;
+            }
             return Err(error);
         }
         self.timed(Phase::SourceFinished).await?;
@@ -245,8 +255,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         self.timed(Phase::Validated).await
     }
 
-    /// Tells what the migration is doing, on stderr.
+    /// Tells what the migration is doing, on stderr (and to whoever asked to be told).
     fn say(&self, what: &str) {
+        if let Some(told) = self.job.on_phase {
+            told(what);
+        }
         self.job
             .progress
             .say(&format!("migration of {} | {what}", self.site()));
@@ -297,6 +310,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     async fn timed(&mut self, phase: Phase) -> Result<(), MigrationError> {
         if !self.repeated(phase) && self.skipped(phase) {
             return Ok(());
+        }
+        if crate::apply::interrupted() {
+            return Err(MigrationError::Interrupted {
+                phase: phase.word(),
+            });
         }
         self.say(phase.word());
         let started = Instant::now();

@@ -218,13 +218,19 @@ pub fn probe_requests(loaded: &Loaded) -> BTreeMap<String, ProbeRequest> {
 /// What to ask the probe on server `server`: the sites the specs place on it, and its Redis.
 /// An unknown server gets an empty request (its recorded sites are still observed).
 pub fn probe_request(loaded: &Loaded, server: &str) -> ProbeRequest {
-    let sites = loaded
+    let sites: Vec<&Site> = loaded
         .sites
         .iter()
         .map(|located| &located.item)
         .filter(|site| site.spec.server.as_str() == server)
-        .map(site_probe)
         .collect();
+    probe_request_for(loaded, server, &sites)
+}
+
+/// What to ask the probe on server `server` about `sites` alone (and its Redis): the daemon
+/// observes one site at a time.
+pub fn probe_request_for(loaded: &Loaded, server: &str, sites: &[&Site]) -> ProbeRequest {
+    let sites = sites.iter().copied().map(site_probe).collect();
     let redis = loaded
         .servers
         .iter()

@@ -245,4 +245,8 @@ pub struct ObservedProcess {
     pub process: String,
     /// `RUNNING`, `STOPPED`, `FATAL`, …
     pub state: String,
+    /// The last lines of the program's log, for a process that is not running (`FATAL`,
+    /// `BACKOFF`, `EXITED`): why it stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }

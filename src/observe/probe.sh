@@ -612,11 +612,28 @@ sw_procs_result() {
   read -r sw_rc <"$sw_tmp/procs.rc"
   # `supervisorctl status` exits 3 when a process is not running: its lines still count.
   if [ -s "$sw_tmp/procs.out" ] || [ "$sw_rc" = 0 ]; then
-    sw_final kind=procs "$sw_tmp/procs.out"
+    sw_proc_logs
+    sw_final kind=procs "$sw_tmp/procs.out" kind=proclog "$sw_tmp/proclog.out"
   else
     sw_problem - supervisor "process states unavailable (status $sw_rc)"
     sw_final kind=problem topic=supervisor "$sw_tmp/procs.err"
   fi
+}
+
+# The last lines of the log of each of siteward's processes that is not running, for the plan's
+# health report: supervisor writes each program's output to /var/log/supervisor/PROGRAM.log
+# (the program files siteward writes say so).
+sw_proc_logs() {
+  : >"$sw_tmp/proclog.out"
+  while IFS="$sw_tab" read -r sw_g sw_n sw_s; do
+    case $sw_g in siteward-*) ;; *) continue ;; esac
+    case $sw_g in *[!A-Za-z0-9_.-]*) continue ;; esac
+    case $sw_s in FATAL | BACKOFF | EXITED) ;; *) continue ;; esac
+    [ -f "/var/log/supervisor/$sw_g.log" ] || continue
+    tail -n 5 "/var/log/supervisor/$sw_g.log" | cut -c1-300 | while IFS= read -r sw_l; do
+      printf '%s\t%s\t%s\n' "$sw_g" "$sw_n" "$sw_l"
+    done
+  done <"$sw_tmp/procs.out" >>"$sw_tmp/proclog.out"
 }
 
 # --- main --------------------------------------------------------------------------------------
@@ -829,6 +846,7 @@ kind == "mysql" || kind == "pg" {
 }
 kind == "refs" { if ($1 ~ /^[0-9a-f]+$/ && length($1) == 40) out("ref\t" source "\t" t($2) "\t" $1); next }
 kind == "procs" { out("process\t" t($1) "\t" t($2) "\t" t($3)); next }
+kind == "proclog" { out("proclog\t" t($1) "\t" t($2) "\t" t(substr($0, length($1) + length($2) + 3))); next }
 kind == "facts" || kind == "lock" {
   eq = index($0, "="); if (eq == 0) next
   out((kind == "facts" ? "fact" : "lock") "\t" t(site) "\t" t(substr($0, 1, eq - 1)) "\t" t(substr($0, eq + 1))); next

@@ -77,6 +77,11 @@ pub struct Change {
     /// Set when siteward's defaults (not the spec) asked for this.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
+    /// Starts again a worker that supervisor gave up on (it crashed at each start): a health
+    /// problem. An apply someone runs includes it; the daemon only when asked, when the spec
+    /// changed, or when the site's backoff allows another try.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarts_failing: bool,
     pub steps: Vec<Step>,
 }
 
@@ -95,6 +100,7 @@ impl Change {
             reason: reason.into(),
             diff: None,
             default: false,
+            restarts_failing: false,
             steps: Vec::new(),
         }
     }
@@ -113,6 +119,12 @@ impl Change {
     /// Adds a diff.
     pub fn with_diff(mut self, diff: Option<String>) -> Self {
         self.diff = diff;
+        self
+    }
+
+    /// Marks the change as the restart of a worker that keeps crashing.
+    pub fn restarting_failing(mut self) -> Self {
+        self.restarts_failing = true;
         self
     }
 

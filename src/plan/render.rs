@@ -157,10 +157,12 @@ fn site_text(out: &mut String, site: &SitePlan, color: bool) {
             change.resource.label(),
             change.name
         );
-        let default = if change.default {
-            " [laravel default]"
-        } else {
-            ""
+        let default = match (change.default, change.restarts_failing) {
+            (true, _) => " [laravel default]",
+            (_, true) => {
+                " [health: it crashes at each start; apply starts it again, the daemon when its backoff allows]"
+            }
+            _ => "",
         };
         let _ = writeln!(
             out,

@@ -150,13 +150,17 @@ fn stopped_programs(
             } else {
                 states.join(", ")
             };
-            out.push(
-                Change::new(ResourceKind::Worker, &program, Action::Update, reason).step(
-                    Step::SupervisorUpdate {
-                        programs: vec![program.clone()],
-                    },
-                ),
+            let crashed = processes.iter().any(|p| p.state == "FATAL");
+            let change = Change::new(ResourceKind::Worker, &program, Action::Update, reason).step(
+                Step::SupervisorUpdate {
+                    programs: vec![program.clone()],
+                },
             );
+            out.push(if crashed {
+                change.restarting_failing()
+            } else {
+                change
+            });
         }
     }
     out

@@ -1,6 +1,8 @@
 //! The local state store: history of plans and applies, and each site's conditions.
 //! SQLite by default (`.siteward/state.db`), PostgreSQL with a `postgres://` URL.
 
+mod sites;
+
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -49,20 +51,6 @@ pub struct NewSiteRun<'a> {
     pub migration_json: Option<&'a str>,
 }
 
-/// A site's last known condition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    pub site: String,
-    pub server: String,
-    pub ready: bool,
-    pub drifted: bool,
-    pub reason: String,
-    pub message: String,
-    pub spec_hash: String,
-    pub updated_unix: i64,
-}
-
 /// A site's last recorded apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,7 +77,7 @@ pub enum StateStore {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -187,59 +175,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// Sets a site's condition.
-    pub async fn set_condition(&self, condition: &Condition) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO conditions (site, server, ready, drifted, reason, message, spec_hash, updated_unix) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                           ON CONFLICT (site) DO UPDATE SET server = excluded.server, ready = excluded.ready, \
-                           drifted = excluded.drifted, reason = excluded.reason, message = excluded.message, \
-                           spec_hash = excluded.spec_hash, updated_unix = excluded.updated_unix";
-        macro_rules! run {
-            ($pool:expr) => {
-                sqlx::query(SQL)
-                    .bind(&condition.site)
-                    .bind(&condition.server)
-                    .bind(condition.ready)
-                    .bind(condition.drifted)
-                    .bind(&condition.reason)
-                    .bind(&condition.message)
-                    .bind(&condition.spec_hash)
-                    .bind(now())
-                    .execute($pool)
-                    .await?
-            };
-        }
-        match self {
-            StateStore::Sqlite(pool) => {
-                run!(pool);
-            }
-            StateStore::Postgres(pool) => {
-                run!(pool);
-            }
-        }
-        Ok(())
-    }
-
-    /// Every site's condition, by site name.
-    pub async fn conditions(&self) -> Result<Vec<Condition>, StoreError> {
-        const SQL: &str = "SELECT site, server, ready, drifted, reason, message, spec_hash, updated_unix FROM conditions ORDER BY site";
-        let rows = match self {
-            StateStore::Sqlite(pool) => sqlx::query(SQL)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(condition_from_sqlite)
-                .collect::<Result<_, _>>()?,
-            StateStore::Postgres(pool) => sqlx::query(SQL)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(condition_from_postgres)
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(rows)
-    }
-
     /// The last applies of a site, newest first.
     pub async fn site_history(
         &self,
@@ -281,7 +216,7 @@ impl StateStore {
 
     /// Every text column of every table, for audits (the secret canary test).
     pub async fn dump_text(&self) -> Result<String, StoreError> {
-        const SQL: &str = "SELECT kind || summary || plan_json FROM runs UNION ALL SELECT site || COALESCE(error, '') || steps_json || COALESCE(migration_json, '') FROM site_runs UNION ALL SELECT site || reason || message FROM conditions";
+        const SQL: &str = "SELECT kind || summary || plan_json FROM runs UNION ALL SELECT site || COALESCE(error, '') || steps_json || COALESCE(migration_json, '') FROM site_runs UNION ALL SELECT site || reason || message FROM site_conditions UNION ALL SELECT site || suspend_reason || drift_json FROM sites";
         let rows: Vec<String> = match self {
             StateStore::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
             StateStore::Postgres(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
@@ -307,23 +242,3 @@ where
         .bind(run.summary)
         .bind(run.plan_json)
 }
-
-macro_rules! condition_from {
-    ($name:ident, $row:ty) => {
-        fn $name(row: &$row) -> Result<Condition, sqlx::Error> {
-            Ok(Condition {
-                site: row.try_get(0)?,
-                server: row.try_get(1)?,
-                ready: row.try_get(2)?,
-                drifted: row.try_get(3)?,
-                reason: row.try_get(4)?,
-                message: row.try_get(5)?,
-                spec_hash: row.try_get(6)?,
-                updated_unix: row.try_get(7)?,
-            })
-        }
-    };
-}
-
-condition_from!(condition_from_sqlite, sqlx::sqlite::SqliteRow);
-condition_from!(condition_from_postgres, sqlx::postgres::PgRow);

@@ -24,6 +24,7 @@
 //! not assume a fresh host: create what they need idempotently, or clean up first.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod migration;
 pub mod site;
 pub mod sshd;
@@ -508,7 +509,7 @@ impl fmt::Debug for CommandOutput {
     }
 }
 
-fn run_with_stdin(mut command: Command, stdin: Option<&[u8]>) -> Result<CommandOutput> {
+pub fn run_with_stdin(mut command: Command, stdin: Option<&[u8]>) -> Result<CommandOutput> {
     command
         .stdin(if stdin.is_some() {
             Stdio::piped()

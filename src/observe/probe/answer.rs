@@ -151,11 +151,27 @@ impl Answer {
                 program: f.text()?,
                 process: f.text()?,
                 state: f.text()?,
+                log_tail: Vec::new(),
             }),
+            "proclog" => self.process_log(f)?,
             "source" => _ = self.sources.insert(f.token()?.to_owned(), f.text()?),
             "ref" => self.reference(f)?,
             "crontab" => _ = self.crontabs.insert(f.text()?, f.number()?),
             other => return Err(f.error(format!("unknown record `{other}`"))),
+        }
+        Ok(())
+    }
+
+    /// A line of the log of a process that is not running; its `process` record came before.
+    fn process_log(&mut self, f: &mut Fields<'_>) -> Result<(), ProbeError> {
+        let (program, process, line) = (f.text()?, f.text()?, f.text()?);
+        let owner = self
+            .processes
+            .iter_mut()
+            .find(|p| p.program == program && p.process == process);
+        match owner {
+            Some(owner) => owner.log_tail.push(line),
+            None => return Err(f.error(format!("a log line of `{process}`, which has no state"))),
         }
         Ok(())
     }

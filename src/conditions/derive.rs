@@ -1,0 +1,433 @@
+//! A site's conditions from what siteward saw and did: its plan and observation, an apply's outcome, a run in progress.
+
+use super::{Condition, ConditionType, DriftedResource, SiteStatus};
+use crate::apply::SiteOutcome;
+use crate::observe::ObservedSite;
+use crate::plan::{SiteDisposition, SitePlan};
+
+/// Processes in these states are not doing their job: supervisor gave up on them, or keeps
+/// restarting them.
+const FAILING_STATES: [&str; 2] = ["FATAL", "BACKOFF"];
+
+/// The site's status as a plan sees it: observed or not, drifted or not (which resources),
+/// healthy or not (its workers, a known-bad release). `observed` is the site on its server.
+pub fn after_plan(
+    plan: &SitePlan,
+    observed: Option<&ObservedSite>,
+    spec_hash: &str,
+    git_revision: &str,
+) -> SiteStatus {
+    let mut status = SiteStatus {
+        site: plan.site.clone(),
+        server: plan.server.clone(),
+        ..SiteStatus::default()
+    };
+    let stamp = (spec_hash, git_revision);
+    if !plan.blocked_by.is_empty() {
+        let why = plan.blocked_by.join("; ");
+        status.set(
+            Condition::new(ConditionType::Unreachable, true, "NotObserved", why),
+            stamp.0,
+            stamp.1,
+        );
+        status.set(
+            Condition::unknown(
+                ConditionType::Ready,
+                "NotObserved",
+                "the site could not be observed",
+            ),
+            stamp.0,
+            stamp.1,
+        );
+        status.set(
+            Condition::unknown(
+                ConditionType::Drifted,
+                "NotObserved",
+                "the site could not be observed",
+            ),
+            stamp.0,
+            stamp.1,
+        );
+        status.last_result = "not-observed".into();
+        return status;
+    }
+    status.set(
+        Condition::new(ConditionType::Unreachable, false, "Observed", "observed"),
+        stamp.0,
+        stamp.1,
+    );
+    status.drift = drift(plan);
+    let changed_since_apply = observed
+        .and_then(|site| site.record.as_ref())
+        .and_then(|record| record.facts.get("specHash"))
+        .is_none_or(|recorded| recorded != spec_hash);
+    let (drifted, ready) = drift_conditions(plan, &status.drift, changed_since_apply);
+    status.set(drifted, stamp.0, stamp.1);
+    status.set(ready, stamp.0, stamp.1);
+    status.set(health(plan, observed), stamp.0, stamp.1);
+    if let Some(site) = observed {
+        status.deployed_commit = site
+            .git
+            .as_ref()
+            .map(|g| g.commit.clone())
+            .unwrap_or_default();
+        status.desired_commit = site.source_tip.clone().unwrap_or_default();
+    }
+    status.last_result = if status.drift.is_empty() {
+        "in-sync"
+    } else {
+        "changes"
+    }
+    .into();
+    status
+}
+
+/// The resources an apply would change.
+fn drift(plan: &SitePlan) -> Vec<DriftedResource> {
+    plan.pending()
+        .map(|change| DriftedResource {
+            resource: change.resource.label().to_owned(),
+            name: change.name.clone(),
+            action: action_word(change.action).to_owned(),
+            reason: change.reason.clone(),
+            diff: change.diff.clone(),
+        })
+        .collect()
+}
+
+fn action_word(action: crate::plan::Action) -> &'static str {
+    match action {
+        crate::plan::Action::Create => "create",
+        crate::plan::Action::Update => "update",
+        crate::plan::Action::Delete => "delete",
+        crate::plan::Action::NoOp => "no-op",
+    }
+}
+
+/// `Drifted` and `Ready` from the changes: a spec changed since the last apply is
+/// `SpecChanged`, a server changed by hand `DriftDetected`; a move is `MigrationPending`.
+fn drift_conditions(
+    plan: &SitePlan,
+    drift: &[DriftedResource],
+    changed_since_apply: bool,
+) -> (Condition, Condition) {
+    if let Some(migration) = plan.migration.as_ref().filter(|_| plan.has_work()) {
+        let message = format!("to move from `{}`", migration.source);
+        return (
+            Condition::new(
+                ConditionType::Drifted,
+                true,
+                "MigrationPending",
+                message.clone(),
+            ),
+            Condition::new(ConditionType::Ready, false, "MigrationPending", message),
+        );
+    }
+    if drift.is_empty() {
+        return (
+            Condition::new(
+                ConditionType::Drifted,
+                false,
+                "InSync",
+                "the server matches the spec",
+            ),
+            Condition::new(
+                ConditionType::Ready,
+                true,
+                "UpToDate",
+                "the server matches the spec",
+            ),
+        );
+    }
+    let listed: Vec<String> = drift
+        .iter()
+        .map(|d| format!("{} {} ({})", d.resource, d.name, d.reason))
+        .collect();
+    let count = match drift.len() {
+        1 => "1 resource differs".to_owned(),
+        n => format!("{n} resources differ"),
+    };
+    let message = format!("{count}: {}", listed.join("; "));
+    let reason = if changed_since_apply {
+        "SpecChanged"
+    } else {
+        "DriftDetected"
+    };
+    let ready_reason = if plan.detect_only {
+        "DriftReported"
+    } else {
+        "ChangesPending"
+    };
+    (
+        Condition::new(ConditionType::Drifted, true, reason, message.clone()),
+        Condition::new(ConditionType::Ready, false, ready_reason, message),
+    )
+}
+
+/// `Degraded` from the site's workers and releases as observed.
+fn health(plan: &SitePlan, observed: Option<&ObservedSite>) -> Condition {
+    let Some(site) = observed else {
+        return Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing");
+    };
+    let failing: Vec<String> = site
+        .processes
+        .iter()
+        .filter(|p| FAILING_STATES.contains(&p.state.as_str()))
+        .map(|p| match p.log_tail.is_empty() {
+            true => format!("{} {}", p.process, p.state),
+            false => format!("{} {}: {}", p.process, p.state, p.log_tail.join(" / ")),
+        })
+        .collect();
+    if !failing.is_empty() {
+        return Condition::new(
+            ConditionType::Degraded,
+            true,
+            "WorkerFailing",
+            failing.join("; "),
+        );
+    }
+    let bad_live = site
+        .releases
+        .iter()
+        .any(|r| r.bad && site.current_release.as_deref() == Some(r.id.as_str()));
+    let bad_tip = plan.pending().any(|c| c.reason.contains("marked bad"));
+    match (bad_live, bad_tip) {
+        (true, _) => Condition::new(
+            ConditionType::Degraded,
+            true,
+            "BadRelease",
+            "the live release failed its health check",
+        ),
+        (_, true) => Condition::new(
+            ConditionType::Degraded,
+            true,
+            "BadRelease",
+            "the commit to deploy failed its health check before: it is not deployed again until the branch moves or the spec changes",
+        ),
+        _ => Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing"),
+    }
+}
+
+/// The site's status after an apply or migration ran: applied (on the server it ran on,
+/// the new one after a move) or failed, and why.
+pub fn after_apply(
+    outcome: &SiteOutcome,
+    plan: &SitePlan,
+    spec_hash: &str,
+    git_revision: &str,
+) -> SiteStatus {
+    let mut status = SiteStatus {
+        site: outcome.site.clone(),
+        server: outcome.server.clone(),
+        ..SiteStatus::default()
+    };
+    let stamp = (spec_hash, git_revision);
+    status.set(
+        Condition::new(ConditionType::Progressing, false, "Idle", "nothing running"),
+        stamp.0,
+        stamp.1,
+    );
+    status.set(
+        Condition::new(ConditionType::Unreachable, false, "Observed", "reached"),
+        stamp.0,
+        stamp.1,
+    );
+    let moved = plan.disposition == SiteDisposition::Migration;
+    if outcome.ok {
+        let message = match (&outcome.migration, moved) {
+            (Some(report), _) => format!("moved from `{}`", report.source),
+            _ => format!("{} steps applied", outcome.steps.len()),
+        };
+        let reason = if moved { "Migrated" } else { "Applied" };
+        status.set(
+            Condition::new(ConditionType::Ready, true, reason, message),
+            stamp.0,
+            stamp.1,
+        );
+        status.set(
+            Condition::new(ConditionType::Drifted, false, "InSync", "applied"),
+            stamp.0,
+            stamp.1,
+        );
+        status.set(
+            Condition::new(
+                ConditionType::Degraded,
+                false,
+                "Healthy",
+                "the apply succeeded",
+            ),
+            stamp.0,
+            stamp.1,
+        );
+        status.last_result = "applied".into();
+    } else {
+        let error = outcome
+            .error
+            .clone()
+            .unwrap_or_else(|| "a step failed".into());
+        status.set(
+            Condition::new(ConditionType::Ready, false, "ApplyFailed", error.clone()),
+            stamp.0,
+            stamp.1,
+        );
+        status.set(
+            Condition::new(ConditionType::Degraded, true, "ApplyFailed", error),
+            stamp.0,
+            stamp.1,
+        );
+        status.last_result = "failed".into();
+    }
+    status
+}
+
+/// The `Progressing` condition of a run that starts: an apply, or a migration's phase.
+pub fn progressing(what: &str) -> Condition {
+    Condition::new(ConditionType::Progressing, true, "Reconciling", what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::model::{ObservedProcess, SiteRecord};
+    use crate::plan::{Action, Change, ResourceKind};
+
+    fn plan_with(changes: Vec<Change>) -> SitePlan {
+        SitePlan {
+            site: "shop".into(),
+            server: "web-1".into(),
+            disposition: SiteDisposition::Reconcile,
+            detect_only: false,
+            blocked_by: Vec::new(),
+            changes,
+            migration: None,
+        }
+    }
+
+    fn recorded(spec_hash: &str) -> ObservedSite {
+        let mut facts = std::collections::BTreeMap::new();
+        facts.insert("specHash".to_owned(), spec_hash.to_owned());
+        ObservedSite {
+            record: Some(SiteRecord {
+                facts,
+                lock: None,
+                journal: Vec::new(),
+            }),
+            ..ObservedSite::default()
+        }
+    }
+
+    fn vhost_edited() -> Change {
+        Change::new(
+            ResourceKind::Vhost,
+            "/etc/nginx/conf.d/siteward-shop.conf",
+            Action::Update,
+            "content differs",
+        )
+    }
+
+    #[test]
+    fn a_plan_without_changes_is_ready_and_in_sync() {
+        let status = after_plan(&plan_with(vec![]), Some(&recorded("h")), "h", "r1");
+        assert!(status.holds(ConditionType::Ready));
+        assert!(!status.holds(ConditionType::Drifted));
+        assert_eq!(
+            status.condition(ConditionType::Ready).unwrap().git_revision,
+            "r1"
+        );
+    }
+
+    #[test]
+    fn a_change_by_hand_is_drift_and_a_changed_spec_is_not() {
+        let observed = recorded("h");
+        let by_hand = after_plan(&plan_with(vec![vhost_edited()]), Some(&observed), "h", "");
+        let drifted = by_hand.condition(ConditionType::Drifted).unwrap();
+        assert_eq!(
+            (drifted.holds(), drifted.reason.as_str()),
+            (true, "DriftDetected")
+        );
+        assert!(
+            drifted.message.contains("nginx vhost"),
+            "{}",
+            drifted.message
+        );
+        assert_eq!(by_hand.drift.len(), 1);
+        let new_spec = after_plan(&plan_with(vec![vhost_edited()]), Some(&observed), "h2", "");
+        assert_eq!(
+            new_spec.condition(ConditionType::Drifted).unwrap().reason,
+            "SpecChanged"
+        );
+        assert!(!new_spec.holds(ConditionType::Ready));
+    }
+
+    #[test]
+    fn a_worker_that_gave_up_degrades_the_site_with_its_log() {
+        let mut observed = recorded("h");
+        observed.processes.push(ObservedProcess {
+            program: "siteward-shop-queue".into(),
+            process: "siteward-shop-queue_00".into(),
+            state: "FATAL".into(),
+            log_tail: vec!["PHP Fatal error: boom".into()],
+        });
+        let status = after_plan(&plan_with(vec![]), Some(&observed), "h", "");
+        let degraded = status.condition(ConditionType::Degraded).unwrap();
+        assert_eq!(
+            (degraded.holds(), degraded.reason.as_str()),
+            (true, "WorkerFailing")
+        );
+        assert!(
+            degraded.message.contains("FATAL: PHP Fatal error: boom"),
+            "{}",
+            degraded.message
+        );
+        assert_eq!(status.summary(), "Degraded");
+    }
+
+    #[test]
+    fn a_site_that_could_not_be_observed_is_unreachable_and_not_known_ready() {
+        let mut plan = plan_with(vec![]);
+        plan.blocked_by
+            .push("the database server did not answer".into());
+        let status = after_plan(&plan, None, "h", "");
+        assert!(status.holds(ConditionType::Unreachable));
+        assert_eq!(
+            status.condition(ConditionType::Ready).unwrap().status,
+            super::super::ConditionStatus::Unknown
+        );
+    }
+
+    #[test]
+    fn a_migrated_site_is_ready_on_its_new_server() {
+        let mut plan = plan_with(vec![]);
+        plan.disposition = SiteDisposition::Migration;
+        let outcome = SiteOutcome {
+            site: "shop".into(),
+            server: "web-2".into(),
+            ok: true,
+            millis: 10,
+            steps: Vec::new(),
+            error: None,
+            migration: None,
+        };
+        let status = after_apply(&outcome, &plan, "h", "");
+        assert_eq!(status.server, "web-2");
+        assert_eq!(
+            status.condition(ConditionType::Ready).unwrap().reason,
+            "Migrated"
+        );
+        let failed = after_apply(
+            &SiteOutcome {
+                ok: false,
+                error: Some("step boom failed".into()),
+                ..outcome
+            },
+            &plan,
+            "h",
+            "",
+        );
+        assert!(failed.holds(ConditionType::Degraded));
+        assert_eq!(
+            failed.condition(ConditionType::Ready).unwrap().message,
+            "step boom failed"
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! One site's reconcile as the daemon runs it: the current specs, a fresh observation of the site's server (and of any server it is still recorded on), its plan, then the apply or the migration — or only a report under `driftPolicy: detect` — with its conditions and history kept in the store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::backoff::{self, Backoff};
+use super::connections::{ConnectError, Connections};
+use super::metrics::Metrics;
+use super::queue::{Action, Start};
+use super::scheduler::Reconcile;
+use super::specs::{Snapshot, Specs};
+use crate::apply::lock::LockOwner;
+use crate::apply::{SiteOutcome, apply_site, error_text};
+use crate::commands::reconcile::{measure_migrations, secret_references};
+use crate::conditions::{self, Condition, ConditionType, SiteStatus};
+use crate::migrate::launch::{Launch, migrate_planned};
+use crate::migrate::progress::Progress;
+use crate::observe::{self, ObservedServer};
+use crate::plan::build::{MOVED_TO_FACT, PlanInputs, build_plan};
+use crate::plan::{SitePlan, render};
+use crate::spec::Site;
+use crate::spec::secret::ResolvedSecrets;
+use crate::store::{NewRun, NewSiteRun, StateStore};
+use crate::transport::SshSession;
+
+/// Why a reconcile did not bring the site to its spec.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("secrets of the site cannot be read: {0}")]
+    Secrets(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("server `{server}` could not be observed: {reason}")]
+    Observe { server: String, reason: String },
+    #[error("the site could not be planned: {0}")]
+    Blocked(String),
+    #[error("{0}")]
+    Apply(String),
+    #[error("a worker keeps crashing (restarted when its backoff allows): {0}")]
+    WorkerFailing(String),
+}
+
+/// The daemon's state shared by every reconcile.
+pub struct Daemon {
+    pub specs: Arc<Specs>,
+    pub store: StateStore,
+    pub connections: Connections,
+    pub metrics: Metrics,
+    /// How often each site is observed again.
+    pub resync: Duration,
+    owner: LockOwner,
+    backoffs: Mutex<HashMap<String, Backoff>>,
+    /// The servers each site is recorded on, from every probe's answer: a site re-pointed at
+    /// another server is a migration from these.
+    placements: Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+impl Daemon {
+    pub fn new(specs: Arc<Specs>, store: StateStore, resync: Duration) -> Self {
+        Daemon {
+            specs,
+            store,
+            connections: Connections::default(),
+            metrics: Metrics::new(),
+            resync,
+            owner: LockOwner::this_process("siteward watch"),
+            backoffs: Mutex::default(),
+            placements: Mutex::default(),
+        }
+    }
+
+    /// Observes every server once (all the sites on it) to learn where each site is recorded,
+    /// before the first reconciles; unreachable servers are learned from later.
+    pub async fn survey(&self) {
+        let snapshot = self.specs.current();
+        let surveys = snapshot.loaded.servers.iter().map(|located| {
+            let server = &located.item;
+            let snapshot = &snapshot;
+            async move {
+                let session = self.connections.get(server).await?;
+                let request =
+                    observe::connect::probe_request(&snapshot.loaded, server.name.as_str());
+                let secrets = admin_secrets(snapshot, &[]);
+                let observed = observe::connect::observe(server, &session, &request, &secrets)
+                    .await
+                    .map_err(|error| ReconcileError::Observe {
+                        server: server.name.to_string(),
+                        reason: error_text(&error),
+                    })?;
+                Ok::<_, ReconcileError>((server.name.to_string(), observed))
+            }
+        });
+        for result in futures::future::join_all(surveys).await {
+            match result {
+                Ok((server, observed)) => self.learn_placements(&server, &observed, None),
+                Err(error) => tracing::warn!("survey: {error}"),
+            }
+        }
+    }
+
+    /// Records where sites are, from `server`'s answer (about `only` one site, or all).
+    fn learn_placements(&self, server: &str, observed: &ObservedServer, only: Option<&str>) {
+        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        for (site, servers) in placements.iter_mut() {
+            if only.is_none_or(|name| name == site) && !observed.sites.contains_key(site) {
+                servers.remove(server);
+            }
+        }
+        for (site, seen) in &observed.sites {
+            if only.is_some_and(|name| name != site) {
+                continue;
+            }
+            // A record that says where the site went is a former home, not a place to move from.
+            let lives_here = seen
+                .record
+                .as_ref()
+                .is_some_and(|record| !record.facts.contains_key(MOVED_TO_FACT));
+            let servers = placements.entry(site.clone()).or_default();
+            if lives_here {
+                servers.insert(server.to_owned());
+            } else {
+                servers.remove(server);
+            }
+        }
+    }
+
+    /// The servers to observe for `site`: the one its spec names and those it is recorded on.
+    fn servers_of(&self, site: &Site) -> BTreeSet<String> {
+        let placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        let mut servers = placements
+            .get(site.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        servers.insert(site.spec.server.to_string());
+        servers
+    }
+
+    fn backoff_failed(&self, site: &str) -> Duration {
+        let mut backoffs = self.backoffs.lock().unwrap_or_else(|e| e.into_inner());
+        backoffs
+            .entry(site.to_owned())
+            .or_default()
+            .failed(backoff::jitter())
+    }
+
+    fn backoff_reset(&self, site: &str) {
+        let mut backoffs = self.backoffs.lock().unwrap_or_else(|e| e.into_inner());
+        backoffs.remove(site);
+    }
+
+    /// Keeps a site's status in the store and the metrics; a store failure is logged.
+    async fn keep(&self, status: &SiteStatus) {
+        self.metrics.site(status);
+        if let Err(error) = self.store.update_site(status).await {
+            tracing::warn!(site = %status.site, "the state store was not updated: {}", error_text(&error));
+        }
+    }
+
+    async fn keep_conditions(&self, site: &str, conditions: &[Condition]) {
+        if let Err(error) = self.store.update_conditions(site, conditions).await {
+            tracing::warn!(
+                site,
+                "the state store was not updated: {}",
+                error_text(&error)
+            );
+        }
+        if let Ok(Some(status)) = self.store.site_status(site).await {
+            self.metrics.site(&status);
+        }
+    }
+
+    /// The site is named by no spec any more: its status says so, its series go.
+    async fn forget(&self, site: &str) {
+        let condition = Condition::new(
+            ConditionType::Orphaned,
+            true,
+            "NoSpec",
+            "no spec names this site any more; the daemon leaves it as it is (`siteward apply --prune` removes it)",
+        );
+        if let Err(error) = self.store.update_conditions(site, &[condition]).await {
+            tracing::warn!(
+                site,
+                "the state store was not updated: {}",
+                error_text(&error)
+            );
+        }
+        self.metrics.forget_site(site);
+        self.backoff_reset(site);
+    }
+
+    async fn reconcile_site(&self, start: &Start) -> Result<Action, ReconcileError> {
+        let snapshot = self.specs.current();
+        let Some(site) = snapshot.site(&start.site) else {
+            self.forget(&start.site).await;
+            return Ok(Action::AwaitChange);
+        };
+        if self.suspended(&start.site).await {
+            return Ok(Action::AwaitChange);
+        }
+        let secrets = site_secrets(&snapshot, site)?;
+        let (sessions, observed) = self.observe(&snapshot, site, &secrets).await?;
+        let sizes = measure_migrations(&[site], &observed, &sessions).await;
+        let all_names = snapshot.placements().map(|(name, _)| name).collect();
+        let plan = build_plan(&PlanInputs {
+            sites: vec![site],
+            all_site_names: all_names,
+            observed: &observed,
+            secrets: &secrets,
+            prune: false,
+            storage_sizes: &sizes,
+        });
+        let server = site.spec.server.as_str();
+        let Some(site_plan) = plan
+            .sites
+            .iter()
+            .find(|p| p.site == start.site && p.server == server)
+        else {
+            return Err(ReconcileError::Blocked(
+                "the plan has no entry for the site".into(),
+            ));
+        };
+        let hash = snapshot
+            .site_hashes
+            .get(&start.site)
+            .cloned()
+            .unwrap_or_default();
+        let observed_site = observed.get(server).and_then(|s| s.sites.get(&start.site));
+        let status = conditions::after_plan(site_plan, observed_site, &hash, &snapshot.revision);
+        self.keep(&status).await;
+        if !site_plan.blocked_by.is_empty() {
+            return Err(ReconcileError::Blocked(site_plan.blocked_by.join("; ")));
+        }
+        let site_plan = match start.trigger.restarts_failing() {
+            true => site_plan.clone(),
+            false => without_restarts(site_plan),
+        };
+        if !site_plan.has_work() {
+            return self.nothing_to_apply(&status);
+        }
+        let run = Run {
+            snapshot: &snapshot,
+            sessions: &sessions,
+            observed: &observed,
+            secrets: &secrets,
+        };
+        let outcome = self.apply(&run, &site_plan).await;
+        let after = conditions::after_apply(&outcome, &site_plan, &hash, &snapshot.revision);
+        self.record(&plan, &outcome, &secrets).await;
+        self.keep(&carried_over(after, &status, outcome.ok)).await;
+        if outcome.ok {
+            self.backoff_reset(&start.site);
+            return Ok(Action::requeue(backoff::jittered(self.resync)));
+        }
+        if outcome
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("shutting down"))
+        {
+            return Ok(Action::AwaitChange);
+        }
+        Err(ReconcileError::Apply(
+            outcome.error.unwrap_or_else(|| "a step failed".into()),
+        ))
+    }
+
+    /// Nothing to apply now: the site is in sync, only reported (`driftPolicy: detect`), or
+    /// has a crashing worker this run may not restart (it is tried again after its backoff).
+    fn nothing_to_apply(&self, status: &SiteStatus) -> Result<Action, ReconcileError> {
+        if let Some(degraded) = status
+            .condition(ConditionType::Degraded)
+            .filter(|c| c.holds() && c.reason == "WorkerFailing")
+        {
+            return Err(ReconcileError::WorkerFailing(degraded.message.clone()));
+        }
+        self.backoff_reset(&status.site);
+        Ok(Action::requeue(backoff::jittered(self.resync)))
+    }
+
+    async fn suspended(&self, site: &str) -> bool {
+        match self.store.site_status(site).await {
+            Ok(Some(status)) => status.suspended,
+            _ => false,
+        }
+    }
+
+    /// Connects to the site's servers and observes the site on each, in one probe each.
+    async fn observe(
+        &self,
+        snapshot: &Snapshot,
+        site: &Site,
+        secrets: &ResolvedSecrets,
+    ) -> Result<
+        (
+            BTreeMap<String, SshSession>,
+            BTreeMap<String, ObservedServer>,
+        ),
+        ReconcileError,
+    > {
+        let mut sessions = BTreeMap::new();
+        let mut observed = BTreeMap::new();
+        for name in self.servers_of(site) {
+            let Some(server) = snapshot.server(&name) else {
+                continue;
+            };
+            let session = self.connections.get(server).await?;
+            let request = observe::connect::probe_request_for(&snapshot.loaded, &name, &[site]);
+            let answer = observe::connect::observe(server, &session, &request, secrets).await;
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.connections.count_error(&name);
+                    if session.is_closed() {
+                        self.connections.forget(&name).await;
+                    }
+                    return Err(ReconcileError::Observe {
+                        server: name,
+                        reason: error_text(&error),
+                    });
+                }
+            };
+            self.learn_placements(&name, &answer, Some(site.name.as_str()));
+            sessions.insert(name.clone(), session);
+            observed.insert(name, answer);
+        }
+        Ok((sessions, observed))
+    }
+
+    /// Applies the site's plan, or runs its migration, with `Progressing` kept meanwhile.
+    async fn apply(&self, run: &Run<'_>, site_plan: &SitePlan) -> SiteOutcome {
+        let what = match &site_plan.migration {
+            Some(migration) => format!("migrating from `{}`", migration.source),
+            None => format!("applying {} steps", site_plan.steps().count()),
+        };
+        self.keep_conditions(&site_plan.site, &[conditions::progressing(&what)])
+            .await;
+        if site_plan.migration.is_some() {
+            return self.migrate(run, site_plan).await;
+        }
+        let (Some(session), Some(server)) = (
+            run.sessions.get(&site_plan.server),
+            run.snapshot.server(&site_plan.server),
+        ) else {
+            return failed(site_plan, "the site's server is not connected");
+        };
+        apply_site(session, site_plan, &server.spec, run.secrets, &self.owner).await
+    }
+
+    /// Runs the migration; each phase becomes the `Progressing` message as it starts.
+    async fn migrate(&self, run: &Run<'_>, site_plan: &SitePlan) -> SiteOutcome {
+        let (phases, mut told) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let on_phase = move |phase: &str| {
+            let _ = phases.send(phase.to_owned());
+        };
+        let launch = Launch {
+            loaded: &run.snapshot.loaded,
+            sessions: run.sessions,
+            observed: run.observed,
+            secrets: run.secrets,
+            owner: &self.owner,
+            progress: Progress::Off,
+            on_phase: Some(&on_phase),
+        };
+        let migrating = migrate_planned(&launch, site_plan);
+        tokio::pin!(migrating);
+        loop {
+            tokio::select! {
+                outcome = &mut migrating => return outcome,
+                Some(phase) = told.recv() => {
+                    let message = format!("migrating: {phase}");
+                    self.keep_conditions(&site_plan.site, &[conditions::progressing(&message)]).await;
+                }
+            }
+        }
+    }
+
+    /// Keeps the run in the store's history, as `siteward apply` does.
+    async fn record(
+        &self,
+        plan: &crate::plan::Plan,
+        outcome: &SiteOutcome,
+        secrets: &ResolvedSecrets,
+    ) {
+        let summary = secrets.scrub(&render::summary(plan));
+        let plan_json = secrets.scrub(&render::json(plan));
+        let run = NewRun {
+            kind: "watch",
+            spec_hash: &plan.spec_hash,
+            observed_fingerprint: &plan.observed_fingerprint,
+            outcome: if outcome.ok { "applied" } else { "failed" },
+            summary: &summary,
+            plan_json: &plan_json,
+        };
+        let steps_json = secrets.scrub(&serde_json::to_string(&outcome.steps).unwrap_or_default());
+        let error = outcome.error.as_deref().map(|e| secrets.scrub(e));
+        let migration_json = outcome
+            .migration
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok())
+            .map(|json| secrets.scrub(&json));
+        let recorded = async {
+            let run_id = self.store.record_run(&run).await?;
+            let site_run = NewSiteRun {
+                site: &outcome.site,
+                server: &outcome.server,
+                ok: outcome.ok,
+                millis: outcome.millis as i64,
+                error: error.as_deref(),
+                steps_json: &steps_json,
+                migration_json: migration_json.as_deref(),
+            };
+            self.store.record_site_run(run_id, &site_run).await
+        };
+        if let Err(error) = recorded.await {
+            tracing::warn!(site = %outcome.site, "the run was not recorded: {}", error_text(&error));
+        }
+    }
+
+    /// The conditions an error leaves: unreachable, not planned, secrets missing.
+    async fn keep_error(&self, start: &Start, error: &ReconcileError) {
+        let message = error.to_string();
+        let conditions = match error {
+            ReconcileError::Connect(_) | ReconcileError::Observe { .. } => vec![
+                Condition::new(
+                    ConditionType::Unreachable,
+                    true,
+                    "ServerUnreachable",
+                    message.clone(),
+                ),
+                Condition::unknown(ConditionType::Ready, "ServerUnreachable", message),
+            ],
+            ReconcileError::Secrets(_) => vec![
+                Condition::new(
+                    ConditionType::Degraded,
+                    true,
+                    "SecretMissing",
+                    message.clone(),
+                ),
+                Condition::new(ConditionType::Ready, false, "SecretMissing", message),
+            ],
+            ReconcileError::Blocked(_)
+            | ReconcileError::Apply(_)
+            | ReconcileError::WorkerFailing(_) => {
+                return;
+            }
+        };
+        let snapshot = self.specs.current();
+        let hash = snapshot
+            .site_hashes
+            .get(&start.site)
+            .cloned()
+            .unwrap_or_default();
+        let stamped: Vec<Condition> = conditions
+            .into_iter()
+            .map(|mut c| {
+                c.spec_hash = hash.clone();
+                c.git_revision = snapshot.revision.clone();
+                c
+            })
+            .collect();
+        self.keep_conditions(&start.site, &stamped).await;
+    }
+}
+
+/// What one reconcile observed and holds.
+struct Run<'r> {
+    snapshot: &'r Snapshot,
+    sessions: &'r BTreeMap<String, SshSession>,
+    observed: &'r BTreeMap<String, ObservedServer>,
+    secrets: &'r ResolvedSecrets,
+}
+
+impl Reconcile for Daemon {
+    type Error = ReconcileError;
+
+    async fn reconcile(self: Arc<Self>, start: Start) -> Result<Action, ReconcileError> {
+        {
+            let started = Instant::now();
+            tracing::info!(site = %start.site, trigger = start.trigger.word(), "reconciling");
+            let result = self.reconcile_site(&start).await;
+            if let Err(error) = &result {
+                self.keep_error(&start, error).await;
+            }
+            let word = if result.is_ok() { "ok" } else { "error" };
+            let took = started.elapsed();
+            // A site the specs dropped has no series any more (`forget`).
+            if self.specs.current().site(&start.site).is_some() {
+                let seconds = took.as_secs_f64();
+                self.metrics
+                    .reconciled(&start.site, word, seconds, now_unix());
+            }
+            tracing::info!(site = %start.site, result = word, millis = took.as_millis() as u64, "reconciled");
+            result
+        }
+    }
+
+    fn error_policy(&self, start: &Start, _error: &ReconcileError) -> Action {
+        Action::retry(self.backoff_failed(&start.site))
+    }
+}
+
+/// The plan without the restarts of workers that keep crashing (a resync leaves them to the
+/// site's backoff).
+fn without_restarts(site_plan: &SitePlan) -> SitePlan {
+    let mut plan = site_plan.clone();
+    plan.changes.retain(|change| !change.restarts_failing);
+    plan
+}
+
+/// The status after an apply, with what the plan knew and the apply does not: the commits
+/// (the wanted one is live after a successful apply) and, after a failure, the drift.
+fn carried_over(mut after: SiteStatus, planned: &SiteStatus, ok: bool) -> SiteStatus {
+    after.desired_commit = planned.desired_commit.clone();
+    after.deployed_commit = match ok {
+        true if !planned.desired_commit.is_empty() => planned.desired_commit.clone(),
+        _ => planned.deployed_commit.clone(),
+    };
+    if !ok {
+        after.drift = planned.drift.clone();
+    }
+    after
+}
+
+fn failed(site_plan: &SitePlan, why: &str) -> SiteOutcome {
+    SiteOutcome {
+        site: site_plan.site.clone(),
+        server: site_plan.server.clone(),
+        ok: false,
+        millis: 0,
+        steps: Vec::new(),
+        error: Some(why.to_owned()),
+        migration: None,
+    }
+}
+
+/// The site's secrets and its servers' admin passwords.
+fn site_secrets(snapshot: &Snapshot, site: &Site) -> Result<ResolvedSecrets, ReconcileError> {
+    ResolvedSecrets::resolve(secret_references(&snapshot.loaded, &[site])).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ReconcileError::Secrets(list.join("; "))
+    })
+}
+
+/// The servers' admin passwords alone (for surveys), those that can be read.
+fn admin_secrets(snapshot: &Snapshot, sites: &[&Site]) -> ResolvedSecrets {
+    ResolvedSecrets::resolve(secret_references(&snapshot.loaded, sites)).unwrap_or_default()
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
