@@ -39,12 +39,13 @@ impl Backoff {
 pub fn jitter() -> f64 {
     use std::hash::BuildHasher;
     let noise = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
-    0.8 + (noise % 4001) as f64 / 10_000.0
+    // In ten-thousandths, so that the ends are exactly 0.8 and 1.2 (0.8 + 0.4 is not).
+    (8_000 + noise % 4_001) as f64 / 10_000.0
 }
 
 /// `period` give or take a tenth of it: periodic work of many sites spreads out.
 pub fn jittered(period: Duration) -> Duration {
-    period.mul_f64(0.9 + (jitter() - 0.8) / 2.0)
+    period.mul_f64((jitter() / 2.0 + 0.5).clamp(0.9, 1.1))
 }
 
 #[cfg(test)]
