@@ -121,6 +121,7 @@ impl Made {
             database_users: vec![self.user.clone()],
             storage: vec!["storage/app/public".into()],
             source: None,
+            health: None,
         }
     }
 
@@ -557,6 +558,12 @@ fn facts_from_the_injection_corpus_never_execute_on_the_server() -> Result<()> {
             database_users: vec![nasty.clone()],
             storage: vec![nasty.clone()],
             source: Some((nasty.clone(), nasty.clone())),
+            health: Some(siteward::observe::HealthProbe {
+                path: format!("/{nasty}"),
+                expect_status: 200,
+                expect_body: Some(nasty.clone()),
+                timeout_seconds: 2,
+            }),
         })
         .collect();
     let mut request = ProbeRequest { sites, redis: None };

@@ -186,6 +186,14 @@ fn health(plan: &SitePlan, observed: Option<&ObservedSite>) -> Condition {
             failing.join("; "),
         );
     }
+    if let Some(health) = site.health.as_ref().filter(|h| !h.ok) {
+        let answer = match health.status {
+            0 => "no answer in time".to_owned(),
+            status => format!("status {status}"),
+        };
+        let message = format!("the health check got {answer}, not what the spec expects");
+        return Condition::new(ConditionType::Degraded, true, "HealthCheckFailing", message);
+    }
     let bad_live = site
         .releases
         .iter()

@@ -6,6 +6,7 @@ pub mod git;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod placements;
 pub mod queue;
 pub mod reconcile;
 pub mod scheduler;

@@ -1,12 +1,13 @@
 //! One site's reconcile as the daemon runs it: the current specs, a fresh observation of the site's server (and of any server it is still recorded on), its plan, then the apply or the migration — or only a report under `driftPolicy: detect` — with its conditions and history kept in the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::backoff::{self, Backoff};
 use super::connections::{ConnectError, Connections};
 use super::metrics::Metrics;
+use super::placements::Placements;
 use super::queue::{Action, Start};
 use super::scheduler::Reconcile;
 use super::specs::{Snapshot, Specs};
@@ -17,7 +18,7 @@ use crate::conditions::{self, Condition, ConditionType, SiteStatus};
 use crate::migrate::launch::{Launch, migrate_planned};
 use crate::migrate::progress::Progress;
 use crate::observe::{self, ObservedServer};
-use crate::plan::build::{MOVED_TO_FACT, PlanInputs, build_plan};
+use crate::plan::build::{PlanInputs, build_plan};
 use crate::plan::{SitePlan, render};
 use crate::spec::Site;
 use crate::spec::secret::ResolvedSecrets;
@@ -51,9 +52,7 @@ pub struct Daemon {
     pub resync: Duration,
     owner: LockOwner,
     backoffs: Mutex<HashMap<String, Backoff>>,
-    /// The servers each site is recorded on, from every probe's answer: a site re-pointed at
-    /// another server is a migration from these.
-    placements: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    placements: Placements,
 }
 
 impl Daemon {
@@ -66,7 +65,7 @@ impl Daemon {
             resync,
             owner: LockOwner::this_process("siteward watch"),
             backoffs: Mutex::default(),
-            placements: Mutex::default(),
+            placements: Placements::default(),
         }
     }
 
@@ -93,47 +92,10 @@ impl Daemon {
         });
         for result in futures::future::join_all(surveys).await {
             match result {
-                Ok((server, observed)) => self.learn_placements(&server, &observed, None),
+                Ok((server, observed)) => self.placements.learn(&server, &observed, None),
                 Err(error) => tracing::warn!("survey: {error}"),
             }
         }
-    }
-
-    /// Records where sites are, from `server`'s answer (about `only` one site, or all).
-    fn learn_placements(&self, server: &str, observed: &ObservedServer, only: Option<&str>) {
-        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
-        for (site, servers) in placements.iter_mut() {
-            if only.is_none_or(|name| name == site) && !observed.sites.contains_key(site) {
-                servers.remove(server);
-            }
-        }
-        for (site, seen) in &observed.sites {
-            if only.is_some_and(|name| name != site) {
-                continue;
-            }
-            // A record that says where the site went is a former home, not a place to move from.
-            let lives_here = seen
-                .record
-                .as_ref()
-                .is_some_and(|record| !record.facts.contains_key(MOVED_TO_FACT));
-            let servers = placements.entry(site.clone()).or_default();
-            if lives_here {
-                servers.insert(server.to_owned());
-            } else {
-                servers.remove(server);
-            }
-        }
-    }
-
-    /// The servers to observe for `site`: the one its spec names and those it is recorded on.
-    fn servers_of(&self, site: &Site) -> BTreeSet<String> {
-        let placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
-        let mut servers = placements
-            .get(site.name.as_str())
-            .cloned()
-            .unwrap_or_default();
-        servers.insert(site.spec.server.to_string());
-        servers
     }
 
     fn backoff_failed(&self, site: &str) -> Duration {
@@ -299,12 +261,16 @@ impl Daemon {
     > {
         let mut sessions = BTreeMap::new();
         let mut observed = BTreeMap::new();
-        for name in self.servers_of(site) {
+        let placed_on = site.spec.server.as_str();
+        for name in self.placements.servers_of(site.name.as_str(), placed_on) {
             let Some(server) = snapshot.server(&name) else {
                 continue;
             };
             let session = self.connections.get(server).await?;
-            let request = observe::connect::probe_request_for(&snapshot.loaded, &name, &[site]);
+            // The site's health on its own server only (a source is not checked).
+            let health = name == placed_on;
+            let request =
+                observe::connect::probe_request_for(&snapshot.loaded, &name, &[site], health);
             let answer = observe::connect::observe(server, &session, &request, secrets).await;
             let answer = match answer {
                 Ok(answer) => answer,
@@ -319,7 +285,8 @@ impl Daemon {
                     });
                 }
             };
-            self.learn_placements(&name, &answer, Some(site.name.as_str()));
+            self.placements
+                .learn(&name, &answer, Some(site.name.as_str()));
             sessions.insert(name.clone(), session);
             observed.insert(name, answer);
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::probe::{self, AdminLogin, ProbeAccess, ProbeError};
-use super::{ObservedServer, ProbeRequest, RedisEndpoint, SiteProbe};
+use super::{HealthProbe, ObservedServer, ProbeRequest, RedisEndpoint, SiteProbe};
 use crate::spec::secret::{ResolvedSecrets, SecretError, expand_home};
 use crate::spec::server::DatabaseAdmin;
 use crate::spec::site::DatabaseEngine;
@@ -224,13 +224,35 @@ pub fn probe_request(loaded: &Loaded, server: &str) -> ProbeRequest {
         .map(|located| &located.item)
         .filter(|site| site.spec.server.as_str() == server)
         .collect();
-    probe_request_for(loaded, server, &sites)
+    probe_request_for(loaded, server, &sites, false)
 }
 
-/// What to ask the probe on server `server` about `sites` alone (and its Redis): the daemon
-/// observes one site at a time.
-pub fn probe_request_for(loaded: &Loaded, server: &str, sites: &[&Site]) -> ProbeRequest {
-    let sites = sites.iter().copied().map(site_probe).collect();
+/// The site's health check, as the spec says it (`health:`), for the probe to make.
+fn health_probe(site: &Site) -> Option<HealthProbe> {
+    let health = site.spec.health.as_ref()?;
+    Some(HealthProbe {
+        path: health.path.clone(),
+        expect_status: health.expect_status,
+        expect_body: health.expect_body.clone(),
+        timeout_seconds: health.timeout_seconds,
+    })
+}
+
+/// What to ask the probe on server `server` about `sites` alone (and its Redis), their health
+/// checks made too when `health`: the daemon observes one site at a time, and its health.
+pub fn probe_request_for(
+    loaded: &Loaded,
+    server: &str,
+    sites: &[&Site],
+    health: bool,
+) -> ProbeRequest {
+    let sites = sites
+        .iter()
+        .map(|site| SiteProbe {
+            health: health.then(|| health_probe(site)).flatten(),
+            ..site_probe(site)
+        })
+        .collect();
     let redis = loaded
         .servers
         .iter()
@@ -257,6 +279,7 @@ fn site_probe(site: &Site) -> SiteProbe {
             let reference = source.branch.clone().or_else(|| source.revision.clone())?;
             Some((source.repository.clone(), reference))
         }),
+        health: None,
     }
 }
 

@@ -42,6 +42,19 @@ pub struct SiteProbe {
     /// [`ObservedSite::source_tip`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<(String, String)>,
+    /// The health check to make now, when asked (the daemon's resyncs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthProbe>,
+}
+
+/// A site's health check, as the probe makes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthProbe {
+    pub path: String,
+    pub expect_status: u16,
+    pub expect_body: Option<String>,
+    pub timeout_seconds: u32,
 }
 
 /// A Redis server's TCP address, as seen from the server.

@@ -102,6 +102,19 @@ pub struct ObservedSite {
     /// The site user's own crontab entries: lines that are neither blank nor comments (never
     /// rewritten; shown for context).
     pub user_crontab_lines: usize,
+    /// The answer to the site's health check, when the probe was asked to make it (the daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ObservedHealth>,
+}
+
+/// What the site's health check got, asked through the server's nginx with the site's Host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedHealth {
+    /// The HTTP status; 0 when nothing answered in time.
+    pub status: u16,
+    /// Whether the status and the body were as the spec expects.
+    pub ok: bool,
 }
 
 impl ObservedSite {

@@ -171,11 +171,12 @@ pub fn parse(stdout: &[u8], request: &ProbeRequest) -> Result<ObservedServer, Pr
     Ok(assemble::assemble(answer, request))
 }
 
-/// `sw_site NAME USER DOMAIN PHP ENGINE DATABASE USERS STORAGE REPOSITORY REFERENCE`, every
-/// word quoted.
+/// `sw_site NAME USER DOMAIN PHP ENGINE DATABASE USERS STORAGE REPOSITORY REFERENCE
+/// HEALTHPATH STATUS BODY TIMEOUT`, every word quoted.
 fn site_call(site: &SiteProbe) -> Result<String, QuoteError> {
     let (engine, database) = site.database.clone().unwrap_or_default();
     let (repository, reference) = site.source.clone().unwrap_or_default();
+    let health = site.health.clone();
     Command::new("sw_site")
         .arg(&site.name)
         .arg(&site.user)
@@ -187,6 +188,25 @@ fn site_call(site: &SiteProbe) -> Result<String, QuoteError> {
         .arg(site.storage.join(","))
         .arg(repository)
         .arg(reference)
+        .arg(health.as_ref().map(|h| h.path.clone()).unwrap_or_default())
+        .arg(
+            health
+                .as_ref()
+                .map(|h| h.expect_status.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(
+            health
+                .as_ref()
+                .and_then(|h| h.expect_body.clone())
+                .unwrap_or_default(),
+        )
+        .arg(
+            health
+                .as_ref()
+                .map(|h| h.timeout_seconds.to_string())
+                .unwrap_or_default(),
+        )
         .render()
 }
 

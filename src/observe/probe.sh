@@ -145,6 +145,41 @@ sw_site() {
   sw_requested_facts="$sw_requested_facts$1|$2|$3|$4|$5|$6|$7|$8$sw_nl"
   sw_examine primary "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" || return 0
   sw_source "$9" "$2"
+  [ -z "${11:-}" ] || sw_health "$1" "$3" "${11}" "${12}" "${13}" "${14}"
+}
+
+# sw_health SITE DOMAIN PATH STATUS BODY TIMEOUT: the site's health check through the server's
+# own nginx with the site's Host header, in the background (its answer: sw_health_results).
+sw_health() {
+  case $3 in /*) ;; *) return 0 ;; esac
+  case $4$6 in *[!0-9]*) return 0 ;; esac
+  sw_installed curl || return 0
+  sw_hn=$((${sw_hn:-0} + 1))
+  printf '%s\n%s\n%s\n' "$1" "$4" "$5" >"$sw_tmp/health.$sw_hn.want"
+  (
+    curl -s -o "$sw_tmp/health.$sw_hn.body" -w '%{http_code}' --max-time "$6" \
+      -H "Host: $2" "http://127.0.0.1$3" >"$sw_tmp/health.$sw_hn.code" 2>/dev/null
+    : >"$sw_tmp/health.$sw_hn.done"
+  ) &
+}
+
+# One `health SITE STATUS OK` record per check made.
+sw_health_results() {
+  sw_i=0
+  while [ "$sw_i" -lt "${sw_hn:-0}" ]; do
+    sw_i=$((sw_i + 1))
+    [ -f "$sw_tmp/health.$sw_i.done" ] || continue
+    { read -r sw_hs; read -r sw_hx; IFS= read -r sw_hb; } <"$sw_tmp/health.$sw_i.want"
+    read -r sw_hc <"$sw_tmp/health.$sw_i.code" 2>/dev/null || sw_hc=000
+    case $sw_hc in '' | *[!0-9]*) sw_hc=000 ;; esac
+    sw_ok=0
+    if [ "$sw_hc" = "$sw_hx" ]; then
+      sw_ok=1
+      [ -z "$sw_hb" ] || grep -qF -- "$sw_hb" "$sw_tmp/health.$sw_i.body" 2>/dev/null || sw_ok=0
+    fi
+    sw_text "$sw_hs"
+    sw_rec health "$sw_t" "$sw_hc" "$sw_ok"
+  done
 }
 
 # sw_examine primary|variant NAME USER DOMAIN PHP ENGINE DBNAME DBUSERS STORAGE
@@ -679,6 +714,7 @@ sw_main() {
   sw_job_result mysql mysql
   sw_job_result pg postgresql
   sw_procs_result
+  sw_health_results
   sw_redis_result
   sw_refs_results
   exec 3>&-

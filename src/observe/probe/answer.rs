@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{PROTOCOL_VERSION, ProbeError};
 use crate::observe::{
-    Disk, GitState, ObservedPhp, ObservedProblem, ObservedProcess, ObservedRelease, ObservedUser,
-    PathKind, ServiceState,
+    Disk, GitState, ObservedHealth, ObservedPhp, ObservedProblem, ObservedProcess, ObservedRelease,
+    ObservedUser, PathKind, ServiceState,
 };
 
 /// What `find -printf` said about one path.
@@ -73,6 +73,8 @@ pub(super) struct Answer {
     pub sources: BTreeMap<String, String>,
     /// Index → ref name → commit, as `git ls-remote` listed them.
     pub refs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Site → its health check's answer.
+    pub health: BTreeMap<String, ObservedHealth>,
 }
 
 impl Answer {
@@ -154,6 +156,11 @@ impl Answer {
                 log_tail: Vec::new(),
             }),
             "proclog" => self.process_log(f)?,
+            "health" => {
+                let site = f.text()?;
+                let (status, ok) = (f.number()?, f.flag()?);
+                self.health.insert(site, ObservedHealth { status, ok });
+            }
             "source" => _ = self.sources.insert(f.token()?.to_owned(), f.text()?),
             "ref" => self.reference(f)?,
             "crontab" => _ = self.crontabs.insert(f.text()?, f.number()?),

@@ -72,6 +72,7 @@ fn observe_site(answer: &mut Answer, name: &str, wanted: Option<&SiteProbe>) -> 
     site.database = database(answer, primary);
     site.database_users = database_users(answer, primary, &variants);
     site.user_crontab_lines = answer.crontabs.get(&primary.user).copied().unwrap_or(0);
+    site.health = answer.health.remove(name);
     site
 }
 
@@ -116,6 +117,7 @@ fn facts_to_probe(facts: &BTreeMap<String, String>) -> Option<SiteProbe> {
         database_users: list("dbUsers"),
         storage: list("storage"),
         source: None,
+        health: None,
     })
 }
 

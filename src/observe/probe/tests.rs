@@ -22,6 +22,7 @@ fn shop() -> SiteProbe {
         database_users: vec!["shop".into()],
         storage: vec!["storage/app/public".into()],
         source: None,
+        health: None,
     }
 }
 
