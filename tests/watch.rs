@@ -1,9 +1,10 @@
 //! `siteward watch` against real servers: it converges sites on two hosts, reconciles only what
 //! a spec edit touched, applies commits pushed to the specs' remote (on its clock and at once on
 //! a signed webhook), repairs drift at the resync (only reports it under `driftPolicy:
-//! detect`), keeps going when a host is cut off, degrades a crashing worker, stops cleanly on
-//! SIGTERM, migrates a re-pointed site, and shows it all on its status page (headless
-//! Chromium). Hosts: `t-watch-a`, `t-watch-b`, `t-watch-c` (cut off), `t-watch-d`.
+//! detect`), degrades a site whose health check fails, keeps going when a host is cut off,
+//! degrades a crashing worker, stops cleanly on SIGTERM, migrates a re-pointed site, and shows
+//! it all on its status page (headless Chromium). Hosts: `t-watch-a`, `t-watch-b`, `t-watch-c`
+//! (cut off), `t-watch-d`.
 
 mod support;
 
@@ -329,6 +330,27 @@ fn drift_by_hand_is_repaired_at_the_resync_and_only_reported_under_detect() -> R
         "the detect site's drift was only reported"
     );
     ensure!(watch.holds("wdetect", "Drifted"));
+
+    // A site whose health check fails (here: put in maintenance by hand, so it answers 503) is
+    // Degraded and not Ready until it answers again; nothing in its spec can repair that.
+    let down = "/home/wfix/wfix.test/shared/storage/framework/down";
+    b.exec(&format!("touch {down}"))?;
+    watch.wait_for(
+        "wfix degraded by its health check",
+        Duration::from_secs(30),
+        |w| {
+            Ok(w.condition("wfix", "Degraded")?
+                .is_some_and(|(status, reason, _)| {
+                    status == "True" && reason == "HealthCheckFailing"
+                }))
+        },
+    )?;
+    let (_, _, message) = watch.condition("wfix", "Degraded")?.context("Degraded")?;
+    ensure!(message.contains("status 503"), "{message}");
+    ensure!(!watch.holds("wfix", "Ready"));
+    b.exec(&format!("rm {down}"))?;
+    wait_ready(&watch, &["wfix"], Duration::from_secs(30))?;
+    ensure!(!watch.holds("wfix", "Degraded"));
     watch.stop(Duration::from_secs(30))?;
     Ok(())
 }
@@ -632,14 +654,18 @@ fn the_status_page_shows_each_site_in_chromium() -> Result<()> {
 #[test]
 fn the_systemd_unit_verifies_as_written() -> Result<()> {
     let unit = support::repo_root().join("examples/systemd/siteward-watch.service");
+    let work = tempfile::tempdir()?;
     // The unit runs /usr/local/bin/siteward as user `siteward`: both exist in a private mount
-    // namespace for the check, the machine is left as it is.
+    // namespace for the check, the machine is left as it is (the checkout may itself live
+    // under /tmp, so /tmp is not mounted over).
     let script = format!(
         "set -e; mount -t tmpfs tmpfs /usr/local/bin; cp {bin} /usr/local/bin/siteward; \
-         mount -t tmpfs tmpfs /tmp; cp /etc/passwd /etc/group /tmp/; \
-         echo 'siteward:x:990:990::/var/lib/siteward:/usr/sbin/nologin' >> /tmp/passwd; \
-         echo 'siteward:x:990:' >> /tmp/group; mount --bind /tmp/passwd /etc/passwd; mount --bind /tmp/group /etc/group; \
-         cp {unit} /tmp/siteward-watch.service; SYSTEMD_LOG_LEVEL=warning systemd-analyze verify /tmp/siteward-watch.service",
+         cp /etc/passwd /etc/group {work}/; cp {unit} {work}/siteward-watch.service; \
+         echo 'siteward:x:990:990::/var/lib/siteward:/usr/sbin/nologin' >> {work}/passwd; \
+         echo 'siteward:x:990:' >> {work}/group; \
+         mount --bind {work}/passwd /etc/passwd; mount --bind {work}/group /etc/group; \
+         SYSTEMD_LOG_LEVEL=warning systemd-analyze verify {work}/siteward-watch.service",
+        work = work.path().display(),
         bin = env!("CARGO_BIN_EXE_siteward"),
         unit = unit.display(),
     );

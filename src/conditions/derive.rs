@@ -62,9 +62,10 @@ pub fn after_plan(
         .and_then(|record| record.facts.get("specHash"))
         .is_none_or(|recorded| recorded != spec_hash);
     let (drifted, ready) = drift_conditions(plan, &status.drift, changed_since_apply);
+    let degraded = health(plan, observed);
     status.set(drifted, stamp.0, stamp.1);
-    status.set(ready, stamp.0, stamp.1);
-    status.set(health(plan, observed), stamp.0, stamp.1);
+    status.set(not_ready_when(ready, &degraded), stamp.0, stamp.1);
+    status.set(degraded, stamp.0, stamp.1);
     if let Some(site) = observed {
         status.deployed_commit = site
             .git
@@ -164,7 +165,21 @@ fn drift_conditions(
     )
 }
 
-/// `Degraded` from the site's workers and releases as observed.
+/// `Ready` as the changes say it, unless something fails: a site in sync whose health check or
+/// worker fails is not ready.
+fn not_ready_when(ready: Condition, degraded: &Condition) -> Condition {
+    match ready.holds() && degraded.holds() {
+        true => Condition::new(
+            ConditionType::Ready,
+            false,
+            degraded.reason.clone(),
+            degraded.message.clone(),
+        ),
+        false => ready,
+    }
+}
+
+/// `Degraded` from the site's workers, health check and releases as observed.
 fn health(plan: &SitePlan, observed: Option<&ObservedSite>) -> Condition {
     let Some(site) = observed else {
         return Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing");
@@ -388,6 +403,43 @@ mod tests {
             degraded.message
         );
         assert_eq!(status.summary(), "Degraded");
+    }
+
+    #[test]
+    fn a_failing_health_check_degrades_a_site_in_sync_and_it_is_not_ready() {
+        let mut observed = recorded("h");
+        observed.health = Some(crate::observe::model::ObservedHealth {
+            status: 502,
+            ok: false,
+        });
+        let status = after_plan(&plan_with(vec![]), Some(&observed), "h", "");
+        let degraded = status.condition(ConditionType::Degraded).unwrap();
+        assert_eq!(
+            (degraded.holds(), degraded.reason.as_str()),
+            (true, "HealthCheckFailing")
+        );
+        assert!(
+            degraded.message.contains("status 502"),
+            "{}",
+            degraded.message
+        );
+        let ready = status.condition(ConditionType::Ready).unwrap();
+        assert_eq!(
+            (ready.holds(), ready.reason.as_str()),
+            (false, "HealthCheckFailing")
+        );
+        observed.health = Some(crate::observe::model::ObservedHealth {
+            status: 0,
+            ok: false,
+        });
+        let silent = after_plan(&plan_with(vec![]), Some(&observed), "h", "");
+        assert!(silent.summary_message().contains("no answer in time"));
+        observed.health = Some(crate::observe::model::ObservedHealth {
+            status: 200,
+            ok: true,
+        });
+        let healthy = after_plan(&plan_with(vec![]), Some(&observed), "h", "");
+        assert_eq!(healthy.summary(), "Ready");
     }
 
     #[test]

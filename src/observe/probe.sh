@@ -157,7 +157,7 @@ sw_health() {
   sw_hn=$((${sw_hn:-0} + 1))
   printf '%s\n%s\n%s\n' "$1" "$4" "$5" >"$sw_tmp/health.$sw_hn.want"
   (
-    curl -s -o "$sw_tmp/health.$sw_hn.body" -w '%{http_code}' --max-time "$6" \
+    curl -s -o "$sw_tmp/health.$sw_hn.body" -w '%{http_code}\n' --max-time "$6" \
       -H "Host: $2" "http://127.0.0.1$3" >"$sw_tmp/health.$sw_hn.code" 2>/dev/null
     : >"$sw_tmp/health.$sw_hn.done"
   ) &

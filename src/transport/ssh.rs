@@ -261,6 +261,9 @@ impl SshSession {
         let started = Instant::now();
         let mut retry = channels::Retry::default();
         loop {
+            // Channels that close while the request is on its way were still counted by the
+            // server when it refused: the limit learned is the most open at any point of it.
+            let open_when_asked = self.inner.channels.open();
             let opened = timeout_at(deadline, self.inner.handle.channel_open_session())
                 .await
                 .map_err(|_| self.exec_timeout(summary))?;
@@ -269,7 +272,7 @@ impl SshSession {
                 Err(russh::Error::ChannelOpenFailure(reason)) => reason,
                 Err(source) => return Err(self.channel_error(source)),
             };
-            let open = self.inner.channels.open();
+            let open = self.inner.channels.open().max(open_when_asked);
             let flushed = retry.refused(open, Instant::now());
             if flushed && self.inner.channels.lower_to(open) {
                 tracing::warn!(
