@@ -96,3 +96,24 @@ pub fn paused_path(site: &str, live_path: &str) -> String {
 pub fn program_prefix(site: &str) -> String {
     program_path(site, "").trim_end_matches(".conf").to_owned()
 }
+
+/// Where a site's backup settings, secrets and script live on a server (root only).
+pub fn backup_dir(site: &str) -> String {
+    format!("/etc/siteward/backup/{site}")
+}
+
+/// The backup cron file: `_` keeps it apart from a site's own cron file, since site names
+/// never hold one.
+pub fn backup_cron_path(site: &str) -> String {
+    format!("/etc/cron.d/siteward-backup_{site}")
+}
+
+/// The site whose backup file `path` is, given the site names.
+pub fn backup_owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
+    names.iter().find(|name| {
+        path == backup_cron_path(name)
+            || path
+                .strip_prefix(&backup_dir(name))
+                .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+    })
+}

@@ -1,6 +1,7 @@
 //! siteward: a declarative reconciler for PHP and Laravel sites on plain Linux servers.
 
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod conditions;

@@ -181,6 +181,23 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
                 format!("write {path}"),
             )
         }
+        Step::WriteSecrets { path, entries } => {
+            let mut stdin = String::new();
+            for (name, reference) in entries {
+                use base64::Engine as _;
+                let value = base64::engine::general_purpose::STANDARD.encode(ctx.secret(reference)?);
+                stdin.push_str(&format!("{name}={value}\n"));
+            }
+            let args = vec![
+                path.clone(),
+                "root".into(),
+                "root".into(),
+                "600".into(),
+                "nothing".into(),
+                String::new(),
+            ];
+            simple(WRITE_FILE, args, stdin.into_bytes(), format!("write {path}"))
+        }
         Step::RemoveFile { path, reload } => {
             let [reload, php] = reload_args(reload);
             simple(

@@ -66,6 +66,9 @@ pub fn secret_references<'a>(loaded: &'a Loaded, sites: &[&'a Site]) -> Vec<&'a 
         if let Some(database) = &site.spec.database {
             out.extend(database.users.iter().map(|u| &u.password));
         }
+        if let Some(backup) = &site.spec.backup {
+            out.extend(backup.secret_references());
+        }
     }
     for server in &loaded.servers {
         let spec = &server.item.spec;
@@ -75,6 +78,9 @@ pub fn secret_references<'a>(loaded: &'a Loaded, sites: &[&'a Site]) -> Vec<&'a 
                 .chain(spec.postgres.iter())
                 .filter_map(|a| a.admin_password.as_ref()),
         );
+        if let Some(backup) = &spec.backup {
+            out.extend(backup.secret_references());
+        }
     }
     out
 }
@@ -220,6 +226,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         let sites = select_sites(&loaded, options.sites)?;
         measure_migrations(&sites, &observed, &sessions).await
     };
+    let backups = crate::backup::resource::desired_all(&loaded);
     let plan = {
         let sites = select_sites(&loaded, options.sites)?;
         let inputs = PlanInputs {
@@ -229,6 +236,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
             secrets: &secrets,
             prune: options.prune,
             storage_sizes: &storage_sizes,
+            backups: &backups,
         };
         build_plan(&inputs)
     };

@@ -227,8 +227,36 @@ fn health(plan: &SitePlan, observed: Option<&ObservedSite>) -> Condition {
             "BadRelease",
             "the commit to deploy failed its health check before: it is not deployed again until the branch moves or the spec changes",
         ),
-        _ => Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing"),
+        _ => backup_health(site),
     }
+}
+
+/// `Degraded` when the site's last backup failed, its repository check failed, or its last
+/// good backup is older than its schedule allows.
+fn backup_health(site: &ObservedSite) -> Condition {
+    let healthy = || Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing");
+    let Some(backup) = &site.backup else {
+        return healthy();
+    };
+    if let Some(message) = backup.failure() {
+        let message = format!("the last backup failed: {message}");
+        return Condition::new(ConditionType::Degraded, true, "BackupFailing", message);
+    }
+    if backup.check_failed() {
+        let message = format!(
+            "the backup repository's check failed: {}",
+            backup.facts.get("check_message").map_or("see the server's backup log", String::as_str)
+        );
+        return Condition::new(ConditionType::Degraded, true, "BackupFailing", message);
+    }
+    if let Some(age) = backup.stale_by() {
+        let message = format!(
+            "the last good backup is {} old, more than its schedule allows",
+            crate::plan::migration::human_duration(age)
+        );
+        return Condition::new(ConditionType::Degraded, true, "BackupStale", message);
+    }
+    healthy()
 }
 
 /// The site's status after an apply or migration ran: applied (on the server it ran on,

@@ -105,6 +105,58 @@ pub struct ObservedSite {
     /// The answer to the site's health check, when the probe was asked to make it (the daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<ObservedHealth>,
+    /// The status the site's last backup left on the server, when one ran there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<ObservedBackup>,
+}
+
+/// The last backup of a site on its server, as its script recorded it
+/// (`/var/lib/siteward/sites/<site>/backup-status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedBackup {
+    /// `result` (`ok`/`failed`), `time`, `finished`, `bytes`, `database`, `files` (snapshot
+    /// ids), `message`, `last_ok` (time of the last good run), `stale_after` (seconds),
+    /// `check_result`, `check_time`.
+    pub facts: BTreeMap<String, String>,
+    /// The server's clock when it was observed (unix seconds), for the age of the last run.
+    pub server_now: u64,
+}
+
+impl ObservedBackup {
+    fn number(&self, key: &str) -> Option<u64> {
+        self.facts.get(key)?.trim().parse().ok()
+    }
+
+    /// Why the last run failed, when it did.
+    pub fn failure(&self) -> Option<String> {
+        (self.facts.get("result").map(String::as_str) == Some("failed")).then(|| {
+            self.facts
+                .get("message")
+                .cloned()
+                .unwrap_or_else(|| "no message".into())
+        })
+    }
+
+    /// Seconds since the last good backup, by the server's clock.
+    pub fn age_seconds(&self) -> Option<u64> {
+        Some(self.server_now.saturating_sub(self.number("last_ok")?))
+    }
+
+    /// The age of the last good backup, when it is past what its schedule allows.
+    pub fn stale_by(&self) -> Option<u64> {
+        let limit = self.number("stale_after").filter(|l| *l > 0)?;
+        let age = match self.age_seconds() {
+            Some(age) => age,
+            None => self.server_now.saturating_sub(self.number("finished")?),
+        };
+        (age > limit).then_some(age)
+    }
+
+    /// Whether the last repository check failed.
+    pub fn check_failed(&self) -> bool {
+        self.facts.get("check_result").map(String::as_str) == Some("failed")
+    }
 }
 
 /// What the site's health check got, asked through the server's nginx with the site's Host.

@@ -108,6 +108,7 @@ sw_server() {
   { read -r sw_host </proc/sys/kernel/hostname; } 2>/dev/null
   sw_text "$sw_host"
   sw_rec host "$sw_t"
+  sw_rec clock "$(date +%s)"
   for sw_d in /etc/php/*; do
     sw_ver=${sw_d##*/}
     [ -d "$sw_d" ] && sw_is_version "$sw_ver" && sw_installed "php-fpm$sw_ver" || continue
@@ -246,9 +247,22 @@ sw_managed() {
   sw_rec content "~$1"
 }
 
+# sw_hashed PATH: a file siteward writes whose content the plan never shows (secrets, its own
+# script): its hash only.
+sw_hashed() {
+  [ -e "$1" ] || [ -L "$1" ] || return 0
+  sw_arg stat "$1"
+  sw_plain "$1" || return 0
+  sw_arg hash "$1"
+}
+
 sw_managed_files() {
   sw_managed "/etc/nginx/conf.d/siteward-$sw_sn.conf"
   sw_managed "/etc/cron.d/siteward-$sw_sn"
+  sw_managed "/etc/cron.d/siteward-backup_$sw_sn"
+  sw_managed "/etc/siteward/backup/$sw_sn/config"
+  sw_hashed "/etc/siteward/backup/$sw_sn/secrets"
+  sw_hashed "/etc/siteward/backup/$sw_sn/siteward-backup"
   for sw_f in /etc/php/*/fpm/pool.d/"siteward-$sw_sn.conf"; do
     case $sw_f in *"$sw_tab"* | *"$sw_nl"* | *\\*) continue ;; esac
     sw_managed "$sw_f"
@@ -386,7 +400,7 @@ sw_recorded() {
       sw_problem "$sw_sn" record "not examined: the record's directory name is outside the allow-list"
       continue
     fi
-    for sw_k in facts lock journal; do
+    for sw_k in facts lock journal backup-status; do
       sw_plain "$sw_d" "$sw_d/$sw_k" && sw_final "kind=$sw_k" "site=$sw_sn" "$sw_d/$sw_k"
     done
     sw_read_facts "$sw_d/facts"
@@ -883,9 +897,10 @@ kind == "mysql" || kind == "pg" {
 kind == "refs" { if ($1 ~ /^[0-9a-f]+$/ && length($1) == 40) out("ref\t" source "\t" t($2) "\t" $1); next }
 kind == "procs" { out("process\t" t($1) "\t" t($2) "\t" t($3)); next }
 kind == "proclog" { out("proclog\t" t($1) "\t" t($2) "\t" t(substr($0, length($1) + length($2) + 3))); next }
-kind == "facts" || kind == "lock" {
+kind == "facts" || kind == "lock" || kind == "backup-status" {
   eq = index($0, "="); if (eq == 0) next
-  out((kind == "facts" ? "fact" : "lock") "\t" t(site) "\t" t(substr($0, 1, eq - 1)) "\t" t(substr($0, eq + 1))); next
+  tag = (kind == "facts" ? "fact" : kind == "lock" ? "lock" : "backup")
+  out(tag "\t" t(site) "\t" t(substr($0, 1, eq - 1)) "\t" t(substr($0, eq + 1))); next
 }
 kind == "journal" { out("journal\t" t(site) "\t" t($0)); next }
 kind == "crontab" {

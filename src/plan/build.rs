@@ -25,6 +25,8 @@ pub struct PlanInputs<'a> {
     pub prune: bool,
     /// Storage sizes measured on migration sources, by site name.
     pub storage_sizes: &'a BTreeMap<String, MoveSizes>,
+    /// Each site's backups as the specs say, by site name.
+    pub backups: &'a BTreeMap<String, crate::backup::resource::BackupDesired>,
 }
 
 /// Builds the plan.
@@ -84,18 +86,32 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
     }
     let changes = if blocked_by.is_empty() {
         let desired = DesiredSite::new(site);
-        let changes = site_changes(
+        let mut changes = site_changes(
             &desired,
             observed,
             inputs.secrets,
             server,
             &site_spec_hash(site),
         );
+        let record = changes.pop();
+        changes.extend(crate::backup::resource::diff(
+            site.name.as_str(),
+            inputs.backups.get(site.name.as_str()),
+            observed,
+            inputs.secrets,
+        ));
+        changes.extend(record);
         match migration {
-            // Crons and workers move in the migration's own phases.
+            // Crons and workers move in the migration's own phases; backups start on the new
+            // server once it took over (the next apply).
             Some(_) => changes
                 .into_iter()
-                .filter(|c| !matches!(c.resource, ResourceKind::Cron | ResourceKind::Worker))
+                .filter(|c| {
+                    !matches!(
+                        c.resource,
+                        ResourceKind::Cron | ResourceKind::Worker | ResourceKind::Backup
+                    )
+                })
                 .collect(),
             None => changes,
         }
@@ -406,6 +422,7 @@ mod tests {
             secrets: &secrets,
             prune: false,
             storage_sizes: &sizes,
+            backups: &BTreeMap::new(),
         })
     }
 
@@ -474,6 +491,7 @@ mod tests {
             secrets: &secrets,
             prune: false,
             storage_sizes: &sizes,
+            backups: &BTreeMap::new(),
         });
         let on_b = plan.sites.iter().find(|s| s.server == "b").unwrap();
         assert_eq!(on_b.disposition, SiteDisposition::Reconcile);

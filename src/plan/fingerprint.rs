@@ -29,6 +29,8 @@ pub fn observed_fingerprint(observed: &BTreeMap<String, ObservedServer>) -> Stri
         server.disks.clear();
         for site in server.sites.values_mut() {
             site.processes.clear();
+            // Backups run on their own schedule: their status is no reason to refuse a plan.
+            site.backup = None;
             if let Some(record) = site.record.as_mut() {
                 record.lock = None;
             }

@@ -37,6 +37,7 @@ pub enum ResourceKind {
     Code,
     Cron,
     Worker,
+    Backup,
     Record,
     Site,
 }
@@ -55,6 +56,7 @@ impl ResourceKind {
             ResourceKind::Vhost => "nginx vhost",
             ResourceKind::Cron => "cron file",
             ResourceKind::Worker => "worker",
+            ResourceKind::Backup => "backup",
             ResourceKind::Record => "record",
             ResourceKind::Site => "site",
         }

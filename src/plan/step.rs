@@ -31,6 +31,12 @@ pub enum Step {
         mode: u32,
         reload: Reload,
     },
+    /// Write a root-only (0600) file of `name=<base64 value>` lines, one per secret: the values
+    /// are resolved by the executor and travel on stdin; the step holds references only.
+    WriteSecrets {
+        path: String,
+        entries: BTreeMap<String, SecretRef>,
+    },
     /// Remove a file, then reload what used it.
     RemoveFile { path: String, reload: Reload },
     /// Set keys in a `.env` file, keeping every other line as it is.

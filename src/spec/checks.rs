@@ -126,6 +126,9 @@ fn check_server(server: &Located<super::server::Server>, out: &mut Vec<Diagnosti
             );
         }
     }
+    if let Some(backup) = &spec.backup {
+        check_backup_fields(server, backup, out);
+    }
     let admins = [("mysql", &spec.mysql), ("postgres", &spec.postgres)];
     for (section, admin) in admins {
         if let Some(reference) = admin.as_ref().and_then(|a| a.admin_password.as_ref()) {
@@ -200,6 +203,77 @@ fn check_site(site: &Located<Site>, servers: &[&str], loaded: &Loaded, out: &mut
         );
     }
     check_site_secrets(site, out);
+    check_backup(site, loaded, out);
+}
+
+/// A site's backups: complete once its server's default is added, schedules that parse,
+/// well-formed secret references.
+fn check_backup(site: &Located<Site>, loaded: &Loaded, out: &mut Vec<Diagnostic>) {
+    use crate::backup::settings::{Missing, effective};
+    if let Some(backup) = &site.item.spec.backup {
+        check_backup_fields(site, backup, out);
+    }
+    let server = loaded
+        .servers
+        .iter()
+        .find(|s| s.item.name == site.item.spec.server)
+        .map(|s| &s.item.spec);
+    let Some(Err(missing)) = effective(&site.item, server) else {
+        return;
+    };
+    let pointer: &[&str] = if site.item.spec.backup.is_some() {
+        &["spec", "backup"]
+    } else {
+        &["spec"]
+    };
+    for field in missing {
+        let (name, hint) = match field {
+            Missing::Repository => (
+                "repository",
+                "add `repository: s3:https://host/bucket/path` (or a `repository` base to the Server's `backup`)",
+            ),
+            Missing::Password => (
+                "password",
+                "add `password: {secret: env:NAME}`: the repository's encryption password",
+            ),
+        };
+        out.push(
+            error(site, pointer, false, format!("the site's backups have no `{name}`")).hint(hint),
+        );
+    }
+}
+
+fn check_backup_fields<T>(
+    located: &Located<T>,
+    backup: &super::backup::BackupSpec,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (field, schedule) in [("schedule", &backup.schedule), ("check", &backup.check)] {
+        let Some(schedule) = schedule else { continue };
+        if let Err(message) = check_cron_schedule(schedule) {
+            out.push(
+                error(
+                    located,
+                    &["spec", "backup", field],
+                    false,
+                    format!("invalid cron schedule `{schedule}`: {message}"),
+                )
+                .hint("write five fields like `30 2 * * *`, or a macro like `@daily`"),
+            );
+        }
+    }
+    if let Some(reference) = &backup.password {
+        check_secret(located, &["spec", "backup", "password", "secret"], reference, out);
+    }
+    if let Some(credentials) = &backup.credentials {
+        for (field, reference) in [
+            ("accessKeyId", &credentials.access_key_id),
+            ("secretAccessKey", &credentials.secret_access_key),
+        ] {
+            let pointer = ["spec", "backup", "credentials", field, "secret"];
+            check_secret(located, &pointer, reference, out);
+        }
+    }
 }
 
 fn check_placement(

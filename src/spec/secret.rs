@@ -214,6 +214,11 @@ impl ResolvedSecrets {
         }
     }
 
+    /// Adds a value resolved elsewhere (a bundle's references, read at import).
+    pub fn insert(&mut self, reference: &SecretRef, secret: Secret) {
+        self.values.insert(reference.secret.clone(), secret);
+    }
+
     /// The value of a reference resolved earlier.
     pub fn get(&self, reference: &SecretRef) -> Option<&Secret> {
         self.values.get(&reference.secret)

@@ -50,6 +50,9 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 600))]
     pub keepalive_seconds: Option<u16>,
+    /// Backup defaults for the sites on this server; a site's own `backup` fields win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupSpec>,
 }
 
 /// Administration access to a database server.

@@ -64,6 +64,9 @@ pub struct SiteSpec {
     /// Laravel defaults; each can be turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub laravel: Option<LaravelDefaults>,
+    /// Backups of the database, the storage and `.env` with restic (over the Server's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupSpec>,
 }
 
 /// The kind of application.

@@ -45,6 +45,10 @@ pub(super) struct Answer {
     pub problems: Vec<ObservedProblem>,
     pub facts: BTreeMap<String, BTreeMap<String, String>>,
     pub locks: BTreeMap<String, BTreeMap<String, String>>,
+    /// Site → its backup status (`/var/lib/siteward/sites/<site>/backup-status`).
+    pub backups: BTreeMap<String, BTreeMap<String, String>>,
+    /// The server's clock when it was probed (unix seconds).
+    pub clock: u64,
     pub journals: BTreeMap<String, Vec<String>>,
     pub users: BTreeMap<String, ObservedUser>,
     pub stats: BTreeMap<String, Stat>,
@@ -133,6 +137,8 @@ impl Answer {
             }),
             "fact" => insert(&mut self.facts, f.text()?, f.text()?, f.text()?),
             "lock" => insert(&mut self.locks, f.text()?, f.text()?, f.text()?),
+            "backup" => insert(&mut self.backups, f.text()?, f.text()?, f.text()?),
+            "clock" => self.clock = f.number()?,
             "journal" => self.journals.entry(f.text()?).or_default().push(f.text()?),
             "user" => self.user(f)?,
             "stat" => self.stat(f)?,

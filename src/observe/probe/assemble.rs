@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::answer::{Answer, EngineRows, Stat};
 use crate::layout;
 use crate::observe::{
-    LockRecord, ObservedDatabase, ObservedDatabaseUser, ObservedFile, ObservedPath,
+    LockRecord, ObservedBackup, ObservedDatabase, ObservedDatabaseUser, ObservedFile, ObservedPath,
     ObservedProblem, ObservedServer, ObservedSite, PathKind, ProbeRequest, SiteProbe, SiteRecord,
 };
 
@@ -73,6 +73,10 @@ fn observe_site(answer: &mut Answer, name: &str, wanted: Option<&SiteProbe>) -> 
     site.database_users = database_users(answer, primary, &variants);
     site.user_crontab_lines = answer.crontabs.get(&primary.user).copied().unwrap_or(0);
     site.health = answer.health.remove(name);
+    site.backup = answer.backups.remove(name).map(|facts| ObservedBackup {
+        facts,
+        server_now: answer.clock,
+    });
     site
 }
 
@@ -359,6 +363,9 @@ impl<'a> FileOwners<'a> {
             .and_then(|file| file.strip_suffix(".conf"))
         {
             return self.of_program(program);
+        }
+        if let Some(owner) = layout::backup_owner(path, self.names) {
+            return Some(owner);
         }
         self.names.iter().find(|name| {
             path == layout::vhost_path(name)

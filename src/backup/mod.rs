@@ -1,0 +1,5 @@
+//! Backups with restic to S3-compatible storage, restores onto the same or a new server, and
+//! portable site bundles (`export`/`import`) that hold no secret value.
+
+pub mod resource;
+pub mod settings;
