@@ -3,3 +3,7 @@
 
 pub mod resource;
 pub mod settings;
+pub mod remote;
+pub mod snapshots;
+pub mod restore;
+pub mod lost;

@@ -91,6 +91,94 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Write specs from what an existing server runs.
     Discover(DiscoverArgs),
+    /// Back a site up now (database, storage, `.env`), as its schedule does.
+    Backup(BackupArgs),
+    /// List a site's backups, with their sizes.
+    Backups(BackupsArgs),
+    /// Restore a site's database, storage and `.env` from a backup, showing the plan first.
+    Restore(RestoreArgs),
+    /// Write a site into one portable bundle: spec, database, storage, `.env` without secrets.
+    Export(ExportArgs),
+    /// Bring a bundle's site onto the server its spec names, after checking every checksum.
+    Import(ImportArgs),
+}
+
+/// `siteward backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The site.
+    pub site: String,
+    #[command(flatten)]
+    pub specs: SpecPaths,
+    /// Also run `restic check --read-data` on the repository afterwards.
+    #[arg(long)]
+    pub check: bool,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// `siteward backups`.
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// The site.
+    pub site: String,
+    #[command(flatten)]
+    pub specs: SpecPaths,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// `siteward restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The site.
+    pub site: String,
+    /// A snapshot id (either half of a run, 4 characters at least); the latest run otherwise.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    #[command(flatten)]
+    pub specs: SpecPaths,
+    /// Restore without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// `siteward export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The site.
+    pub site: String,
+    /// The bundle file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub specs: SpecPaths,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// `siteward import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The bundle file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub specs: SpecPaths,
+    /// Import without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Record the host keys of servers not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 /// `siteward validate`.

@@ -173,7 +173,11 @@ async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
             continue;
         };
         for site in sites {
-            if site.migration.is_some() {
+            if site.restore.is_some() {
+                tasks.push(Box::pin(super::backup::restore_planned(
+                    prepared, site, &owner,
+                )));
+            } else if site.migration.is_some() {
                 tasks.push(Box::pin(migrate(prepared, site, &owner)));
             } else {
                 tasks.push(Box::pin(apply_site(

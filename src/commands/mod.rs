@@ -1,6 +1,8 @@
 //! One module per verb; each `run(ctx, args)` returns the process exit status.
 
 mod apply;
+mod backup;
+mod bundle;
 mod observe;
 mod plan;
 pub mod reconcile;
@@ -92,6 +94,11 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Observe(args) => observe::run(ctx, args),
         Command::Rollback(args) => rollback::run(ctx, args),
         Command::Discover(_) => not_built("discover", "discovery arrives after observation"),
+        Command::Backup(args) => backup::backup(ctx, args),
+        Command::Backups(args) => backup::backups(ctx, args),
+        Command::Restore(args) => backup::restore(ctx, args),
+        Command::Export(args) => bundle::export(ctx, args),
+        Command::Import(args) => bundle::import(ctx, args),
     }
 }
 

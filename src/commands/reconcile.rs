@@ -112,12 +112,15 @@ pub fn servers_to_observe(loaded: &Loaded, sites: &[&Site], all: bool) -> Vec<St
     names
 }
 
-/// Connects to every named server, concurrently.
+/// Connects to every named server, concurrently. A server that does not answer (refused,
+/// timed out, cut before the handshake) is left out with why; any other failure (a changed host
+/// key, a refused login) fails.
 pub async fn connect_all(
     loaded: &Loaded,
     names: &[String],
     accept_new: bool,
-) -> anyhow::Result<BTreeMap<String, SshSession>> {
+) -> anyhow::Result<(BTreeMap<String, SshSession>, BTreeMap<String, String>)> {
+    use crate::transport::SshError;
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
         let server = loaded
@@ -128,19 +131,33 @@ pub async fn connect_all(
         let Some(server) = server else { continue };
         let target = observe::connect::target(&server, accept_new);
         let name = name.clone();
-        tasks.spawn(async move {
-            let session = SshSession::connect(&target)
-                .await
-                .with_context(|| format!("failed to connect to server `{name}`"));
-            (name, session)
-        });
+        tasks.spawn(async move { (name, SshSession::connect(&target).await) });
     }
     let mut sessions = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let (name, session) = joined.context("a connection task failed")?;
-        sessions.insert(name, session?);
+        match session {
+            Ok(session) => {
+                sessions.insert(name, session);
+            }
+            Err(
+                error @ (SshError::ConnectRefused { .. }
+                | SshError::ConnectTimeout { .. }
+                | SshError::Connect { .. }
+                | SshError::ClosedBeforeHandshake { .. }),
+            ) => {
+                let why = crate::apply::error_text(&error);
+                tracing::warn!(server = %name, "the server does not answer: {why}");
+                unreachable.insert(name, why);
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error))
+                    .with_context(|| format!("failed to connect to server `{name}`"));
+            }
+        }
     }
-    Ok(sessions)
+    Ok((sessions, unreachable))
 }
 
 /// Observes every connected server with one probe each, concurrently.
@@ -200,6 +217,11 @@ pub struct Prepared {
     pub secrets: ResolvedSecrets,
     pub sessions: BTreeMap<String, SshSession>,
     pub observed: BTreeMap<String, ObservedServer>,
+    /// Servers that did not answer, with why.
+    pub unreachable: BTreeMap<String, String>,
+    /// The backup run each site to restore gets back (a re-pointed site whose last server
+    /// does not answer).
+    pub restores: BTreeMap<String, crate::backup::snapshots::Run>,
     pub plan: Plan,
 }
 
@@ -220,7 +242,8 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         // Every server: placement is observed, and a site's old home can be any of them.
         (secrets, servers_to_observe(&loaded, &sites, true))
     };
-    let sessions = connect_all(&loaded, &server_names, options.accept_new_host_keys).await?;
+    let (sessions, unreachable) =
+        connect_all(&loaded, &server_names, options.accept_new_host_keys).await?;
     let observed = observe_all(&loaded, &sessions).await?;
     let storage_sizes = {
         let sites = select_sites(&loaded, options.sites)?;
@@ -241,6 +264,18 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         build_plan(&inputs)
     };
     let mut plan = plan;
+    let restores = {
+        let sites = select_sites(&loaded, options.sites)?;
+        let lost = crate::backup::lost::LostSites {
+            sites: &sites,
+            observed: &observed,
+            unreachable: &unreachable,
+            sessions: &sessions,
+            backups: &backups,
+            secrets: &secrets,
+        };
+        lost.plan_restores(&mut plan).await
+    };
     annotate_deploys(&mut plan, &sessions).await;
     Ok(Prepared {
         spec_paths: options.specs.to_vec(),
@@ -248,6 +283,8 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
         secrets,
         sessions,
         observed,
+        unreachable,
+        restores,
         plan,
     })
 }

@@ -103,6 +103,7 @@ fn rollback_plan(prepared: &super::reconcile::Prepared, name: &str) -> anyhow::R
         blocked_by: Vec::new(),
         changes: vec![change],
         migration: None,
+        restore: None,
     }];
     Ok(plan)
 }

@@ -351,6 +351,7 @@ mod tests {
             blocked_by: Vec::new(),
             changes,
             migration: None,
+            restore: None,
         }
     }
 
@@ -495,6 +496,7 @@ mod tests {
             steps: Vec::new(),
             error: None,
             migration: None,
+            restore: None,
         };
         let status = after_apply(&outcome, &plan, "h", "");
         assert_eq!(status.server, "web-2");

@@ -132,6 +132,7 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         blocked_by,
         changes,
         migration,
+        restore: None,
     }
 }
 
@@ -325,6 +326,7 @@ fn migration_source(server: &str, name: &str, moved_to: Option<&str>) -> SitePla
         blocked_by: Vec::new(),
         changes: vec![change],
         migration: None,
+        restore: None,
     }
 }
 
@@ -346,6 +348,7 @@ fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePla
             .step(Step::RemoveSite(Box::new(step))),
         ],
         migration: None,
+        restore: None,
     }
 }
 

@@ -165,12 +165,18 @@ pub struct SitePlan {
     /// Set when the site moves here from another server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<migration::MigrationPlan>,
+    /// Set when the site's data comes back from a backup (`siteward restore`, or a re-pointed
+    /// site whose last server does not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::backup::restore::RestorePlan>,
 }
 
 impl SitePlan {
     /// Whether an apply has anything to do for this site: steps, or migration phases.
     pub fn has_work(&self) -> bool {
-        self.steps().next().is_some() || self.migration.as_ref().is_some_and(|m| m.pending())
+        self.steps().next().is_some()
+            || self.migration.as_ref().is_some_and(|m| m.pending())
+            || self.restore.is_some()
     }
 
     /// Changes that do something.

@@ -142,11 +142,17 @@ fn site_text(out: &mut String, site: &SitePlan, color: bool) {
             let _ = writeln!(out, "  {line}");
         }
     }
+    if let Some(restore) = &site.restore {
+        let head = paint(color, "restore:", Style::new().yellow().bold());
+        for line in restore.lines() {
+            let _ = writeln!(out, "  {head} {line}");
+        }
+    }
     if !site.blocked_by.is_empty() {
         let _ = writeln!(out, "  not planned until the above is fixed\n");
         return;
     }
-    if pending.is_empty() {
+    if pending.is_empty() && site.restore.is_none() {
         let _ = writeln!(out, "  up to date ({unchanged} resources)\n");
         return;
     }
@@ -224,6 +230,10 @@ pub fn summary(plan: &Plan) -> String {
         if migrations > 0 {
             let _ = write!(line, " {migrations} site(s) to move between servers.");
         }
+        let restores = plan.sites.iter().filter(|s| s.restore.is_some()).count();
+        if restores > 0 {
+            let _ = write!(line, " {restores} site(s) to restore from a backup.");
+        }
         line
     } else {
         "No changes: the servers match the specs.".to_owned()
@@ -254,6 +264,12 @@ pub fn markdown(plan: &Plan) -> String {
         if let Some(migration) = &site.migration {
             for line in migration_lines(migration) {
                 let _ = writeln!(out, "- {line}");
+            }
+            out.push('\n');
+        }
+        if let Some(restore) = &site.restore {
+            for line in restore.lines() {
+                let _ = writeln!(out, "- **restore:** {line}");
             }
             out.push('\n');
         }

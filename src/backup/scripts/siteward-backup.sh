@@ -87,16 +87,25 @@ restic_env() {
   fi
 }
 
-# The repository exists (made on first use); a wrong password or an unreachable store fails.
+# The repository exists (made on first use: only when the store says it holds nothing there);
+# a wrong password, refused credentials or an unreachable store fail, naming restic's reason.
 ensure_repository() {
   if restic cat config >/dev/null 2>"$work/cat.err"; then return 0; fi
-  if grep -q 'Is there a repository at the following location' "$work/cat.err"; then
+  if grep -Eq 'specified (key|bucket) does not exist|no such file or directory' "$work/cat.err"; then
     echo "siteward-backup: creating the repository $cfg_repository" >&2
-    restic init >/dev/null 2>"$work/init.err" || { cat "$work/init.err" >&2; die "the repository could not be created"; }
-    return 0
+    restic init >/dev/null 2>"$work/init.err" && return 0
+    echo "siteward-backup: the repository could not be created: $(grep -m1 'Fatal' "$work/init.err" | sed 's/^Fatal: //')" >&2
+    return 1
   fi
-  cat "$work/cat.err" >&2
-  die "the repository $cfg_repository cannot be opened"
+  echo "siteward-backup: the repository $cfg_repository cannot be opened: $(grep -m1 'Fatal' "$work/cat.err" | sed 's/^Fatal: //')" >&2
+  return 1
+}
+
+# Whether the repository is missing (the store holds nothing there); other failures are reported.
+repository_missing() {
+  if restic cat config >/dev/null 2>"$work/cat.err"; then return 1; fi
+  grep -Eq 'specified (key|bucket) does not exist|no such file or directory' "$work/cat.err" && return 0
+  die "the repository $cfg_repository cannot be opened: $(grep -m1 'Fatal' "$work/cat.err" | sed 's/^Fatal: //')"
 }
 
 # --- the database ------------------------------------------------------------------------------
@@ -273,11 +282,18 @@ backup() {
   cat "$work/files.json"
   files_id=$(summary_field "$work/files.json" snapshot_id)
   bytes=0
-  for sw_j in "$work/database.json" "$work/files.json"; do
-    [ -f "$sw_j" ] || continue
-    sw_b=$(summary_field "$sw_j" total_bytes_processed)
+  # Each snapshot carries its size in a tag (restic 0.14 lists none): `siteward backups` shows
+  # sizes without reading the repository's trees. Tagging gives a snapshot a new id.
+  for sw_kind in database files; do
+    [ -f "$work/$sw_kind.json" ] || continue
+    sw_b=$(summary_field "$work/$sw_kind.json" total_bytes_processed)
     bytes=$((bytes + ${sw_b:-0}))
+    sw_id=$(summary_field "$work/$sw_kind.json" snapshot_id)
+    [ -z "$sw_id" ] || restic tag --add "size=${sw_b:-0}" "$sw_id" >/dev/null 2>&1 || true
   done
+  restic snapshots --json --tag "run=$run,site=$cfg_site" >"$work/run.json"
+  db_id=$(tr '{' '\n' <"$work/run.json" | grep '"kind=database"' | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+  files_id=$(tr '{' '\n' <"$work/run.json" | grep '"kind=files"' | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p' | head -n 1)
   finished=$(date +%s)
   write_status result=ok "time=$run" "finished=$finished" "seconds=$((finished - started))" \
     "bytes=$bytes" "database=$db_id" "files=$files_id" "last_ok=$run" "last_ok_bytes=$bytes" \
@@ -302,6 +318,7 @@ forget() {
 
 check() {
   restic_env
+  ! repository_missing || die "the repository $cfg_repository does not exist"
   sw_at=$(date +%s)
   if restic check "$@" >"$work/check.out" 2>&1; then
     update_check_status "check_time=$sw_at" check_result=ok
@@ -317,6 +334,7 @@ check() {
 fetch() {
   restic_env
   sw_db=$1 sw_name=$2 sw_files=$3 sw_shared=$4
+  ! repository_missing || die "the repository $cfg_repository does not exist"
   discard_stage
   mkdir -p "$stage/files"
   if [ "$sw_db" != - ]; then
@@ -396,7 +414,7 @@ scheduled-check)
 check) check "$@" ;;
 snapshots)
   restic_env
-  restic snapshots --json --tag "site=$cfg_site"
+  if repository_missing; then echo '[]'; else restic snapshots --json --tag "site=$cfg_site"; fi
   ;;
 fetch) fetch "$@" ;;
 receive-database) receive_database ;;
