@@ -40,7 +40,7 @@ fn s3() -> Result<S3> {
 
 /// A moving site with backups to its own fresh repository, and the secrets they need.
 fn with_backups(site: &mut Move, s3: &S3, extra: &str) -> Result<String> {
-    let repository = format!("s3:{}/siteward-tests/{}-{}", s3.url, site.name, now_unix());
+    let repository = format!("s3:{}/backups/{}-{}", s3.url, site.name, now_unix());
     let upper = site.name.to_uppercase().replace('-', "_");
     site.env.push((format!("{upper}_RESTIC_PASSWORD"), format!("{}-restic-pw", site.name)));
     site.env.push(("TEST_S3_KEY".into(), s3.key.clone()));

@@ -7,3 +7,4 @@ pub mod remote;
 pub mod snapshots;
 pub mod restore;
 pub mod lost;
+pub mod bundle;

@@ -85,11 +85,39 @@ pub struct RestoreJob<'a, T> {
     pub plan: &'a SitePlan,
     /// What the probe saw of the site on this server.
     pub observed: &'a ObservedSite,
-    pub run: &'a Run,
-    pub settings: &'a BackupSettings,
+    /// Where the data comes from.
+    pub source: Source<'a>,
+    /// The site's backups, when it has them (an import needs none).
+    pub settings: Option<&'a BackupSettings>,
     pub secrets: &'a ResolvedSecrets,
     pub owner: &'a LockOwner,
     pub progress: Progress,
+}
+
+/// Where a restore's data comes from.
+pub enum Source<'a> {
+    /// A backup run in the site's repository.
+    Backup(&'a Run),
+    /// A verified bundle's members, on this machine.
+    Bundle(&'a BundleData),
+}
+
+/// What an import sends: the members' files and the `.env` with its references resolved.
+pub struct BundleData {
+    pub label: String,
+    pub database: Option<std::path::PathBuf>,
+    pub storage: Option<std::path::PathBuf>,
+    /// The `.env`, secret values in place (it travels on stdin only).
+    pub env: crate::spec::secret::Secret,
+}
+
+impl Source<'_> {
+    fn label(&self) -> String {
+        match self {
+            Source::Backup(run) => run.label(),
+            Source::Bundle(bundle) => bundle.label.clone(),
+        }
+    }
 }
 
 /// Why a restore stopped.
@@ -103,6 +131,8 @@ pub enum RestoreError {
     Backup(#[from] super::remote::BackupError),
     #[error("the site could not be quiesced or brought back")]
     Handover(#[source] handover::HandoverError),
+    #[error("the bundle's member {0} cannot be read")]
+    Member(String, #[source] std::io::Error),
 }
 
 /// Provisions what the site lacks, restores the run, then deploys and starts what is left.
@@ -162,18 +192,19 @@ async fn restore<T: Transport>(
         transport: job.transport,
         server: job.server_name,
         layout: &layout,
-        settings: Some(job.settings),
+        settings: job.settings,
         secrets: job.secrets,
         progress: job.progress,
     };
     run(job, planned(job.plan, BEFORE), outcomes).await?;
     let step = Instant::now();
-    job.progress.say(&format!("restore of {} | staging {}", job.site.name, job.run.label()));
-    if let Err(error) = remote.fetch(job.run).await {
+    let label = job.source.label();
+    job.progress.say(&format!("restore of {} | staging {label}", job.site.name));
+    if let Err(error) = stage(&remote, &job.source, job.progress).await {
         let _ = remote.discard_stage().await;
-        return Err(error.into());
+        return Err(error);
     }
-    record(outcomes, format!("stage {}", job.run.label()), step);
+    record(outcomes, format!("stage {label}"), step);
     let live = job.observed.current_release.is_some() || job.observed.git.is_some();
     if live {
         quiesce(job, &desired).await?;
@@ -189,7 +220,7 @@ async fn restore<T: Transport>(
         return Err(error.into());
     }
     outcomes.push(StepOutcome {
-        what: format!("restore {}", job.run.label()),
+        what: format!("restore {label}"),
         ok: true,
         millis: step.elapsed().as_millis() as u64,
         output: printed,
@@ -207,6 +238,61 @@ async fn restore<T: Transport>(
         ResourceKind::Record,
     ];
     run(job, planned(job.plan, &rest), outcomes).await
+}
+
+/// The data put into the site's staging directory on its server: a backup run restored there,
+/// or a bundle's members sent there (bytes, rate and ETA shown as they go).
+async fn stage<T: Transport>(
+    remote: &Remote<'_, T>,
+    source: &Source<'_>,
+    progress: Progress,
+) -> Result<(), RestoreError> {
+    let bundle = match source {
+        Source::Backup(run) => return Ok(remote.fetch(run).await?),
+        Source::Bundle(bundle) => bundle,
+    };
+    remote.discard_stage().await?;
+    let parts = [
+        ("receive-database", "import database", &bundle.database),
+        ("receive-files", "import storage", &bundle.storage),
+    ];
+    for (action, label, path) in parts {
+        let Some(path) = path else { continue };
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| RestoreError::Member(path.display().to_string(), e))?;
+        let size = file.metadata().await.map(|m| m.len()).ok();
+        let meter = std::sync::Arc::new(progress.meter(label, size));
+        let counted = Counted {
+            inner: file,
+            meter: meter.clone(),
+        };
+        let sent = remote.receive(action, Box::pin(counted)).await;
+        drop(meter);
+        sent?;
+    }
+    let env = std::io::Cursor::new(bundle.env.expose().as_bytes().to_vec());
+    Ok(remote.receive("receive-env", Box::pin(env)).await?)
+}
+
+/// A reader that counts its bytes into a meter.
+struct Counted<R> {
+    inner: R,
+    meter: std::sync::Arc<crate::migrate::progress::Meter>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.meter.add(read as u64);
+        polled
+    }
 }
 
 /// `.env` gets the spec's keys again on top of the restored file, and the database users

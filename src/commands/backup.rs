@@ -211,7 +211,7 @@ async fn restore_async(ctx: &Context, args: RestoreArgs) -> anyhow::Result<Exit>
     finish(&outcomes, "the restore failed")
 }
 
-fn refuse_unplannable(site_plan: &SitePlan) -> anyhow::Result<()> {
+pub(super) fn refuse_unplannable(site_plan: &SitePlan) -> anyhow::Result<()> {
     if !site_plan.blocked_by.is_empty() {
         return Err(hinted(
             format!("site `{}` cannot be planned: {}", site_plan.site, site_plan.blocked_by.join("; ")),
@@ -275,7 +275,7 @@ async fn chosen_run(prepared: &Prepared, args: &RestoreArgs) -> anyhow::Result<R
         })
 }
 
-fn site_of<'l>(loaded: &'l Loaded, name: &str) -> anyhow::Result<&'l Site> {
+pub(super) fn site_of<'l>(loaded: &'l Loaded, name: &str) -> anyhow::Result<&'l Site> {
     loaded
         .sites
         .iter()
@@ -328,8 +328,8 @@ pub(super) async fn restore_planned(
         site,
         plan: site_plan,
         observed: &observed,
-        run,
-        settings,
+        source: crate::backup::restore::Source::Backup(run),
+        settings: Some(settings),
         secrets: &prepared.secrets,
         owner,
         progress: Progress::detect(),

@@ -93,6 +93,10 @@ pub struct MigrationReport {
     pub storage: Vec<StorageMoved>,
     /// `.env` keys that came from the source (values never reported).
     pub env_keys_from_source: usize,
+    /// The backups of the source taken before the final sync stopped it and before
+    /// `onSource: remove` deleted it: `when: snapshot ids`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
     pub checks: Vec<CheckResult>,
     /// Set when a failure after the source was stopped made it the live runner again.
     pub source_brought_back: bool,
@@ -141,6 +145,13 @@ impl MigrationReport {
             );
         }
         self.phases_markdown(&mut out);
+        if !self.snapshots.is_empty() {
+            let _ = writeln!(out, "### Snapshots of the source\n");
+            for snapshot in &self.snapshots {
+                let _ = writeln!(out, "- {snapshot}");
+            }
+            out.push('\n');
+        }
         self.data_markdown(&mut out);
         self.checks_markdown(&mut out);
         if !self.next.is_empty() {
@@ -354,6 +365,7 @@ mod tests {
             }],
             storage: Vec::new(),
             env_keys_from_source: 4,
+            snapshots: Vec::new(),
             checks: vec![CheckResult {
                 name: "http".into(),
                 ok: true,

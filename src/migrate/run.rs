@@ -30,6 +30,7 @@ use super::report::{MigrationReport, PhaseRun, REPORT_VERSION};
 
 mod copy;
 mod cutover;
+mod snapshot;
 
 /// How long the source's cron jobs may take to finish once their crons are off.
 const CRON_DRAIN: Duration = Duration::from_secs(90);
@@ -72,6 +73,13 @@ pub enum MigrationError {
         "stopped before the phase `{phase}`: siteward is shutting down (the next run resumes here)"
     )]
     Interrupted { phase: &'static str },
+    #[error("the backup of the source `{server}` {when} failed")]
+    Snapshot {
+        server: String,
+        when: &'static str,
+        #[source]
+        source: crate::backup::remote::BackupError,
+    },
     #[error("the server `{server}` has no `{section}` administrator in its spec")]
     NoAdmin {
         server: String,
@@ -149,6 +157,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             database: Vec::new(),
             storage: Vec::new(),
             env_keys_from_source: 0,
+            snapshots: Vec::new(),
             checks: Vec::new(),
             source_brought_back: false,
             ready_for_cutover: false,
@@ -227,6 +236,9 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     }
 
     async fn final_sync(&mut self) -> Result<(), MigrationError> {
+        if !self.journal.has(Phase::SourceStopped) {
+            self.snapshot_source("before the final sync").await?;
+        }
         self.timed(Phase::SourceStopped).await?;
         let handed_over = self.hand_over().await;
         if let Err(error) = handed_over {

@@ -87,25 +87,38 @@ restic_env() {
   fi
 }
 
+# reason FILE: restic's own words for a failure: its `Fatal:` line, else its last line.
+reason() {
+  grep -m1 '^Fatal: ' "$1" | sed 's/^Fatal: //' | grep . || tail -n 1 "$1"
+}
+
+# One restic run of a site's at a time on a server (a scheduled prune holds the repository's
+# exclusive lock, which restic 0.14 does not wait for): the others wait their turn.
+serialize() {
+  mkdir -p /run/lock
+  exec 9>"/run/lock/siteward-backup-$cfg_site"
+  flock -w 7200 9 || die "another backup of $cfg_site still runs after two hours"
+}
+
 # The repository exists (made on first use: only when the store says it holds nothing there);
 # a wrong password, refused credentials or an unreachable store fail, naming restic's reason.
 ensure_repository() {
-  if restic cat config >/dev/null 2>"$work/cat.err"; then return 0; fi
+  if restic cat config --no-lock >/dev/null 2>"$work/cat.err"; then return 0; fi
   if grep -Eq 'specified (key|bucket) does not exist|no such file or directory' "$work/cat.err"; then
     echo "siteward-backup: creating the repository $cfg_repository" >&2
     restic init >/dev/null 2>"$work/init.err" && return 0
-    echo "siteward-backup: the repository could not be created: $(grep -m1 'Fatal' "$work/init.err" | sed 's/^Fatal: //')" >&2
+    echo "siteward-backup: the repository could not be created: $(reason "$work/init.err")" >&2
     return 1
   fi
-  echo "siteward-backup: the repository $cfg_repository cannot be opened: $(grep -m1 'Fatal' "$work/cat.err" | sed 's/^Fatal: //')" >&2
+  echo "siteward-backup: the repository $cfg_repository cannot be opened: $(reason "$work/cat.err")" >&2
   return 1
 }
 
 # Whether the repository is missing (the store holds nothing there); other failures are reported.
 repository_missing() {
-  if restic cat config >/dev/null 2>"$work/cat.err"; then return 1; fi
+  if restic cat config --no-lock >/dev/null 2>"$work/cat.err"; then return 1; fi
   grep -Eq 'specified (key|bucket) does not exist|no such file or directory' "$work/cat.err" && return 0
-  die "the repository $cfg_repository cannot be opened: $(grep -m1 'Fatal' "$work/cat.err" | sed 's/^Fatal: //')"
+  die "the repository $cfg_repository cannot be opened: $(reason "$work/cat.err")"
 }
 
 # --- the database ------------------------------------------------------------------------------
@@ -353,7 +366,6 @@ fetch() {
 }
 
 receive_database() {
-  discard_stage
   mkdir -p "$stage/files"
   cat >"$stage/database.gz"
   gzip -t "$stage/database.gz" || die "the database dump received is not gzip"
@@ -361,6 +373,7 @@ receive_database() {
 
 receive_env() {
   mkdir -p "$stage/files/shared"
+  [ -z "$cfg_owner" ] || chown "$cfg_owner:$cfg_owner" "$stage/files/shared"
   cat >"$stage/files/shared/.env"
 }
 
@@ -398,6 +411,9 @@ discard_stage() {
 }
 
 case $action in
+backup | scheduled-backup | check | scheduled-check | fetch) serialize ;;
+esac
+case $action in
 backup) backup ;;
 scheduled-backup)
   mkdir -p /var/log/siteward
@@ -414,7 +430,7 @@ scheduled-check)
 check) check "$@" ;;
 snapshots)
   restic_env
-  if repository_missing; then echo '[]'; else restic snapshots --json --tag "site=$cfg_site"; fi
+  if repository_missing; then echo '[]'; else restic snapshots --no-lock --json --tag "site=$cfg_site"; fi
   ;;
 fetch) fetch "$@" ;;
 receive-database) receive_database ;;

@@ -203,6 +203,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 self.run_on(Side::Source, steps).await?;
             }
             OnSource::Remove => {
+                self.snapshot_source("before `onSource: remove`").await?;
                 let step = crate::plan::build::remove_site_step(self.site(), self.job.source_site);
                 return self
                     .run_on(Side::Source, vec![Step::RemoveSite(Box::new(step))])
@@ -211,11 +212,24 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         }
         let mut facts = facts;
         facts.insert(MOVED_TO_FACT.to_owned(), self.job.target.name.to_owned());
-        let step = Step::WriteRecord {
+        // The source's copy is no longer the site: its schedule would back it up as if it were.
+        let backup_cron = layout::backup_cron_path(self.site());
+        let mut steps: Vec<Step> = self
+            .job
+            .source_site
+            .files
+            .contains_key(&backup_cron)
+            .then(|| Step::RemoveFile {
+                path: backup_cron,
+                reload: Reload::Nothing,
+            })
+            .into_iter()
+            .collect();
+        steps.push(Step::WriteRecord {
             site: self.site().to_owned(),
             facts,
-        };
-        self.run_on(Side::Source, vec![step]).await
+        });
+        self.run_on(Side::Source, steps).await
     }
 
     pub(super) async fn record_target(&mut self) -> Result<(), MigrationError> {
