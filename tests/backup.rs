@@ -42,7 +42,10 @@ fn s3() -> Result<S3> {
 fn with_backups(site: &mut Move, s3: &S3, extra: &str) -> Result<String> {
     let repository = format!("s3:{}/backups/{}-{}", s3.url, site.name, now_unix());
     let upper = site.name.to_uppercase().replace('-', "_");
-    site.env.push((format!("{upper}_RESTIC_PASSWORD"), format!("{}-restic-pw", site.name)));
+    site.env.push((
+        format!("{upper}_RESTIC_PASSWORD"),
+        format!("{}-restic-pw", site.name),
+    ));
     site.env.push(("TEST_S3_KEY".into(), s3.key.clone()));
     site.env.push(("TEST_S3_SECRET".into(), s3.secret.clone()));
     let section = format!(
@@ -140,9 +143,19 @@ fn a_backup_checks_clean_and_restores_onto_another_host_with_equal_checksums() -
     place(&site, "b", &backup)?;
     let out = site.siteward(&["restore", &site.name, "--auto-approve"])?;
     out.assert_success();
-    ensure!(out.stdout.contains("restore:"), "the plan shows the restore: {}", out.stdout);
-    ensure!(database_digest(&site, &site.b)? == database, "database differs after restore");
-    ensure!(storage_digest(&site, &site.b)? == storage, "storage differs after restore");
+    ensure!(
+        out.stdout.contains("restore:"),
+        "the plan shows the restore: {}",
+        out.stdout
+    );
+    ensure!(
+        database_digest(&site, &site.b)? == database,
+        "database differs after restore"
+    );
+    ensure!(
+        storage_digest(&site, &site.b)? == storage,
+        "storage differs after restore"
+    );
     let (status, body) = site.b.http_get(&site.domain(), "/up")?;
     ensure!(status == 200 && body.contains("OK"), "{status} {body}");
     ensure!(site.plan_code()? == 0, "a second plan is empty");
@@ -173,10 +186,14 @@ fn the_server_backs_up_on_its_schedule_and_retention_prunes() -> Result<()> {
         .find_map(|l| l.strip_prefix("time="))
         .context("time")?
         .to_owned();
-    wait_for("a second scheduled backup", Duration::from_secs(150), || {
-        let now = site.a.exec(&format!("cat {status} 2>/dev/null; true"))?;
-        Ok(now.contains("result=ok") && !now.contains(&format!("time={first_time}")))
-    })?;
+    wait_for(
+        "a second scheduled backup",
+        Duration::from_secs(150),
+        || {
+            let now = site.a.exec(&format!("cat {status} 2>/dev/null; true"))?;
+            Ok(now.contains("result=ok") && !now.contains(&format!("time={first_time}")))
+        },
+    )?;
     let listed = site.siteward(&["backups", &site.name, "--format", "json"])?;
     listed.assert_success();
     let runs: serde_json::Value = serde_json::from_str(&listed.stdout)?;
@@ -184,7 +201,312 @@ fn the_server_backs_up_on_its_schedule_and_retention_prunes() -> Result<()> {
         runs.as_array().map(Vec::len) == Some(1),
         "keep daily 1 leaves one run of today: {runs:#}"
     );
-    let log = site.a.exec(&format!("cat /var/log/siteward/backup-{}.log", site.name))?;
+    let log = site
+        .a
+        .exec(&format!("cat /var/log/siteward/backup-{}.log", site.name))?;
     ensure!(log.contains("backup"), "{log}");
+    Ok(())
+}
+
+fn placed_with(site: &Move, server: &str, mode: &str, on_source: &str) -> Result<()> {
+    let backup = section(site)?;
+    site.place(server, mode, on_source)?;
+    append_backup(site, &backup)
+}
+
+fn set_env(site: &mut Move, key: &str, value: &str) {
+    site.env.retain(|(k, _)| k != key);
+    site.env.push((key.to_owned(), value.to_owned()));
+}
+
+#[test]
+fn a_wrong_password_or_an_unreachable_store_fails_clearly_and_changes_nothing() -> Result<()> {
+    let s3 = s3()?;
+    let mut site = Move::new("t-backup-a", "t-backup-b", "bk-fail", "mariadb")?;
+    site.place("a", "final-sync", "keep")?;
+    with_backups(&mut site, &s3, "")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    site.siteward(&["backup", &site.name])?.assert_success();
+    let database = database_digest(&site, &site.a)?;
+    let key = format!(
+        "{}_RESTIC_PASSWORD",
+        site.name.to_uppercase().replace('-', "_")
+    );
+    let right = site
+        .env
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone())
+        .context("pw")?;
+
+    set_env(&mut site, &key, "not-the-password");
+    let out = site.siteward(&["backup", &site.name])?;
+    ensure!(!out.success(), "a wrong password fails");
+    ensure!(out.stderr.contains("wrong password"), "{}", out.stderr);
+    let out = site.siteward(&["restore", &site.name, "--auto-approve"])?;
+    ensure!(
+        !out.success() && out.stderr.contains("wrong password"),
+        "{}",
+        out.stderr
+    );
+    ensure!(
+        database_digest(&site, &site.a)? == database,
+        "nothing changed"
+    );
+
+    // The failed run shows in the site's status.
+    site.siteward(&["plan"])?;
+    let status = site.siteward(&["status", &site.name, "--format", "json"])?;
+    ensure!(status.stdout.contains("BackupFailing"), "{}", status.stdout);
+
+    set_env(&mut site, &key, &right);
+    let unreachable = section(&site)?.replace(&s3.url, "http://10.77.0.1:9");
+    append_backup(&site, &unreachable)?;
+    let out = site.siteward(&["backup", &site.name])?;
+    ensure!(
+        !out.success() && out.stderr.contains("connection refused"),
+        "{}",
+        out.stderr
+    );
+    let out = site.siteward(&["restore", &site.name, "--auto-approve"])?;
+    ensure!(
+        !out.success() && out.stderr.contains("connection refused"),
+        "{}",
+        out.stderr
+    );
+    ensure!(
+        database_digest(&site, &site.a)? == database,
+        "nothing changed"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_migration_that_removes_its_source_leaves_a_snapshot_named_in_its_report() -> Result<()> {
+    let s3 = s3()?;
+    let mut site = Move::new("t-backup-a", "t-backup-b", "bk-move", "mariadb")?;
+    site.place("a", "final-sync", "remove")?;
+    with_backups(&mut site, &s3, "")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    let database = database_digest(&site, &site.a)?;
+    placed_with(&site, "b", "final-sync", "remove")?;
+    site.apply()?.assert_success();
+    let report = site.report()?;
+    let snapshots = report["snapshots"].as_array().context("snapshots")?;
+    ensure!(snapshots.len() == 2, "{report:#}");
+    ensure!(
+        snapshots[1]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("before `onSource: remove`"),
+        "{report:#}"
+    );
+    ensure!(!site.a.exists(&site.root())?, "the source is removed");
+    let listed = site.siteward(&["backups", &site.name, "--format", "json"])?;
+    let runs: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    let last = &runs
+        .as_array()
+        .context("runs")?
+        .last()
+        .context("a run")?
+        .clone();
+    ensure!(last["server"] == "a", "{runs:#}");
+    let id = last["database"]["shortId"].as_str().context("id")?;
+    ensure!(
+        snapshots[1].as_str().unwrap_or("").contains(id),
+        "{report:#} {runs:#}"
+    );
+    let moved = database_digest(&site, &site.b)?;
+    ensure!(moved == database, "database differs: {moved} / {database}");
+    Ok(())
+}
+
+#[test]
+fn a_re_pointed_site_whose_source_is_down_is_restored_from_its_latest_backup() -> Result<()> {
+    let s3 = s3()?;
+    let mut site = Move::new("t-backup-c", "t-backup-b", "bk-dead", "postgres")?;
+    site.place("a", "final-sync", "keep")?;
+    with_backups(&mut site, &s3, "")?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    seed_storage(&site, 1)?;
+    site.siteward(&["backup", &site.name])?.assert_success();
+    let database = database_digest(&site, &site.a)?;
+    let storage = storage_digest(&site, &site.a)?;
+
+    Fleet::down("t-backup-c")?;
+    placed_with(&site, "b", "final-sync", "keep")?;
+    let plan = site.siteward(&["plan"])?;
+    plan.assert_success();
+    ensure!(
+        plan.stdout.contains("`a` does not answer"),
+        "{}",
+        plan.stdout
+    );
+    site.apply()?.assert_success();
+    ensure!(
+        database_digest(&site, &site.b)? == database,
+        "database differs"
+    );
+    ensure!(
+        storage_digest(&site, &site.b)? == storage,
+        "storage differs"
+    );
+    let (status, body) = site.b.http_get(&site.domain(), "/up")?;
+    ensure!(status == 200 && body.contains("OK"), "{status} {body}");
+    Ok(())
+}
+
+/// Every byte the bundle holds once each member is unpacked (gzip and tar undone).
+fn unpacked(bundle: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(bundle)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        out.extend_from_slice(&bytes);
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut plain = Vec::new();
+            flate2::read::MultiGzDecoder::new(bytes.as_slice()).read_to_end(&mut plain)?;
+            out.extend_from_slice(&plain);
+        }
+    }
+    Ok(out)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn an_export_imports_onto_a_fresh_host_and_no_archive_holds_a_secret() -> Result<()> {
+    let s3 = s3()?;
+    let mut site = Move::new("t-backup-a", "t-backup-d", "bk-bundle", "mariadb")?;
+    let stamp = now_unix();
+    let canaries = [
+        format!("canary-db-{stamp}"),
+        format!("canary-mail-{stamp}"),
+        format!("canary-restic-{stamp}"),
+    ];
+    let upper = "BK_BUNDLE";
+    set_env(&mut site, &format!("{upper}_DB_PASSWORD"), &canaries[0]);
+    site.place("a", "final-sync", "keep")?;
+    with_backups(&mut site, &s3, "")?;
+    set_env(&mut site, &format!("{upper}_RESTIC_PASSWORD"), &canaries[2]);
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    seed_storage(&site, 1)?;
+    // A secret the spec does not name, set on the server by hand.
+    site.a.exec(&format!(
+        "echo 'MAIL_PASSWORD=\"{}\"' >> {}/shared/.env",
+        canaries[1],
+        site.root()
+    ))?;
+    let database = database_digest(&site, &site.a)?;
+    let storage = storage_digest(&site, &site.a)?;
+    let mut logs = String::new();
+    let backup = site.siteward(&["backup", &site.name])?;
+    backup.assert_success();
+    logs.push_str(&backup.stdout);
+    logs.push_str(&backup.stderr);
+
+    let file = site.workspace.root().join("bk-bundle.bundle");
+    let out = site.siteward(&["export", &site.name, "-o", file.to_str().context("path")?])?;
+    out.assert_success();
+    ensure!(
+        out.stdout.contains("env:BK_BUNDLE_MAIL_PASSWORD"),
+        "{}",
+        out.stdout
+    );
+    logs.push_str(&out.stdout);
+    logs.push_str(&out.stderr);
+
+    // A flipped byte: refused, naming the member, and the fresh host gets nothing.
+    let damaged = site.workspace.root().join("damaged.bundle");
+    let mut bytes = std::fs::read(&file)?;
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&damaged, &bytes)?;
+    set_env(&mut site, &format!("{upper}_MAIL_PASSWORD"), &canaries[1]);
+    placed_with(&site, "b", "final-sync", "keep")?;
+    let out = site.siteward(&[
+        "import",
+        damaged.to_str().context("path")?,
+        "--auto-approve",
+    ])?;
+    ensure!(!out.success(), "a damaged bundle is refused");
+    ensure!(
+        out.stderr.contains("member `storage.tar.gz`"),
+        "{}",
+        out.stderr
+    );
+    ensure!(
+        !site.b.exists(&site.root())?,
+        "nothing changed on the fresh host"
+    );
+
+    // The intact bundle, onto the fresh host (the site was never there, and `a` still has it:
+    // the spec is a fresh copy named after the bundle's site, placed on `b`).
+    support::site::clean_site(&site.a, &site.name)?;
+    clean_backups(&site)?;
+    let out = site.siteward(&["import", file.to_str().context("path")?, "--auto-approve"])?;
+    out.assert_success();
+    logs.push_str(&out.stdout);
+    logs.push_str(&out.stderr);
+    ensure!(
+        database_digest(&site, &site.b)? == database,
+        "database differs after import"
+    );
+    ensure!(
+        storage_digest(&site, &site.b)? == storage,
+        "storage differs after import"
+    );
+    let (status, body) = site.b.http_get(&site.domain(), "/up")?;
+    ensure!(status == 200 && body.contains("OK"), "{status} {body}");
+    let env = site.b.read_file(&format!("{}/shared/.env", site.root()))?;
+    ensure!(
+        env.contains(&canaries[1]),
+        "the hand-made secret comes back from its reference"
+    );
+
+    // The canaries: in no bundle member, manifest, store row, log line or S3 object.
+    let bundle = unpacked(&file)?;
+    ensure!(
+        contains(&bundle, "memo") || contains(&bundle, "Caf"),
+        "the bundle holds the data"
+    );
+    let store = std::fs::read(site.workspace.root().join(".siteward/state.db"))?;
+    for canary in &canaries {
+        ensure!(!contains(&bundle, canary), "{canary} is in the bundle");
+        ensure!(!contains(&store, canary), "{canary} is in the state store");
+        ensure!(
+            !logs.contains(canary.as_str()),
+            "{canary} is in siteward's output"
+        );
+    }
+    let fleet = std::env::var("FLEET_DIR").unwrap_or_else(|_| "/var/tmp/siteward-fleet".into());
+    let found = std::process::Command::new("grep")
+        .args([
+            "-rlaF",
+            "-e",
+            &canaries[0],
+            "-e",
+            &canaries[1],
+            "-e",
+            &canaries[2],
+        ])
+        .arg(format!("{fleet}/s3/data"))
+        .output()?;
+    ensure!(
+        found.stdout.is_empty(),
+        "a canary is in the S3 objects: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
     Ok(())
 }

@@ -185,7 +185,8 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
             let mut stdin = String::new();
             for (name, reference) in entries {
                 use base64::Engine as _;
-                let value = base64::engine::general_purpose::STANDARD.encode(ctx.secret(reference)?);
+                let value =
+                    base64::engine::general_purpose::STANDARD.encode(ctx.secret(reference)?);
                 stdin.push_str(&format!("{name}={value}\n"));
             }
             let args = vec![
@@ -196,7 +197,12 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
                 "nothing".into(),
                 String::new(),
             ];
-            simple(WRITE_FILE, args, stdin.into_bytes(), format!("write {path}"))
+            simple(
+                WRITE_FILE,
+                args,
+                stdin.into_bytes(),
+                format!("write {path}"),
+            )
         }
         Step::RemoveFile { path, reload } => {
             let [reload, php] = reload_args(reload);

@@ -64,6 +64,7 @@ pub enum BundleError {
     #[error("the bundle uses format version {found}, this siteward reads {FORMAT_VERSION}")]
     Version { found: u32 },
     #[error("member `{member}` of the bundle is damaged: {why}")]
+    /// `member` is the member's name, or `after <name>` when the archive breaks after it.
     Damaged { member: String, why: String },
 }
 
@@ -121,7 +122,11 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Writes the bundle: the manifest, then each member from its file, atomically (a temporary
 /// file beside `path`, renamed).
-pub fn write(path: &Path, manifest: &Manifest, members: &[(String, PathBuf)]) -> Result<(), BundleError> {
+pub fn write(
+    path: &Path,
+    manifest: &Manifest,
+    members: &[(String, PathBuf)],
+) -> Result<(), BundleError> {
     let tmp = path.with_extension("partial");
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let mut archive = tar::Builder::new(std::io::BufWriter::new(file));
@@ -142,7 +147,12 @@ pub fn write(path: &Path, manifest: &Manifest, members: &[(String, PathBuf)]) ->
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn append<W: Write>(archive: &mut tar::Builder<W>, name: &str, size: u64, data: impl Read) -> std::io::Result<()> {
+fn append<W: Write>(
+    archive: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    data: impl Read,
+) -> std::io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_size(size);
     header.set_mode(0o600);
@@ -154,14 +164,18 @@ fn append<W: Write>(archive: &mut tar::Builder<W>, name: &str, size: u64, data: 
 /// Reads the manifest and checks every member against it, each copied into `dir`: a member
 /// whose size or checksum differs, one missing, or one the manifest does not list refuses the
 /// whole bundle, naming the member.
-pub fn verify(path: &Path, dir: &Path) -> Result<(Manifest, BTreeMap<String, PathBuf>), BundleError> {
+pub fn verify(
+    path: &Path,
+    dir: &Path,
+) -> Result<(Manifest, BTreeMap<String, PathBuf>), BundleError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut entries = archive.entries().map_err(io(path))?;
     let manifest = read_manifest(path, &mut entries)?;
     let mut found = BTreeMap::new();
+    let mut last = MANIFEST.to_owned();
     for entry in entries {
-        let mut entry = entry.map_err(io(path))?;
+        let mut entry = entry.map_err(|e| damaged(&format!("after {last}"), &e.to_string()))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(listed) = manifest.members.iter().find(|m| m.name == name) else {
             return Err(damaged(&name, "the manifest does not list it"));
@@ -172,22 +186,38 @@ pub fn verify(path: &Path, dir: &Path) -> Result<(Manifest, BTreeMap<String, Pat
         std::io::copy(&mut entry, &mut hashing).map_err(|e| damaged(&name, &e.to_string()))?;
         let (member, _) = hashing.member(&name);
         if member.size != listed.size {
-            return Err(damaged(&name, &format!("{} bytes, the manifest says {}", member.size, listed.size)));
+            return Err(damaged(
+                &name,
+                &format!("{} bytes, the manifest says {}", member.size, listed.size),
+            ));
         }
         if member.sha256 != listed.sha256 {
             return Err(damaged(&name, "its SHA-256 is not the manifest's"));
         }
+        last.clone_from(&name);
         found.insert(name, target);
     }
-    if let Some(missing) = manifest.members.iter().find(|m| !found.contains_key(&m.name)) {
+    if let Some(missing) = manifest
+        .members
+        .iter()
+        .find(|m| !found.contains_key(&m.name))
+    {
         return Err(damaged(&missing.name, "it is missing from the archive"));
     }
     Ok((manifest, found))
 }
 
-fn read_manifest<R: Read>(path: &Path, entries: &mut tar::Entries<'_, R>) -> Result<Manifest, BundleError> {
-    let no_manifest = || BundleError::NoManifest { path: path.to_owned() };
-    let mut first = entries.next().ok_or_else(no_manifest)?.map_err(|_| no_manifest())?;
+fn read_manifest<R: Read>(
+    path: &Path,
+    entries: &mut tar::Entries<'_, R>,
+) -> Result<Manifest, BundleError> {
+    let no_manifest = || BundleError::NoManifest {
+        path: path.to_owned(),
+    };
+    let mut first = entries
+        .next()
+        .ok_or_else(no_manifest)?
+        .map_err(|_| no_manifest())?;
     if first.path_bytes().as_ref() != MANIFEST.as_bytes() {
         return Err(no_manifest());
     }
@@ -220,10 +250,21 @@ fn damaged(member: &str, why: &str) -> BundleError {
 /// Whether a `.env` key's name says it holds a secret.
 pub fn secret_name(key: &str) -> bool {
     const WORDS: [&str; 10] = [
-        "KEY", "SECRET", "PASSWORD", "PASSWD", "PASS", "TOKEN", "PRIVATE", "CREDENTIAL", "SALT", "DSN",
+        "KEY",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "TOKEN",
+        "PRIVATE",
+        "CREDENTIAL",
+        "SALT",
+        "DSN",
     ];
     let upper = key.to_ascii_uppercase();
-    WORDS.iter().any(|word| upper.split('_').any(|part| part == *word) || upper.ends_with(word))
+    WORDS
+        .iter()
+        .any(|word| upper.split('_').any(|part| part == *word) || upper.ends_with(word))
 }
 
 /// A `.env` with every secret value replaced by a reference: the keys the spec gives as
@@ -246,14 +287,18 @@ pub fn redact_env(
             out.push('\n');
             continue;
         };
-        let by_value = known
-            .iter()
-            .find(|r| secrets.get(r).is_some_and(|s| !s.expose().is_empty() && unquoted(value) == s.expose()));
+        let by_value = known.iter().find(|r| {
+            secrets
+                .get(r)
+                .is_some_and(|s| !s.expose().is_empty() && unquoted(value) == s.expose())
+        });
         let reference = spec_secrets
             .get(key)
             .map(|r| r.secret.clone())
             .or_else(|| by_value.map(|r| r.secret.clone()))
-            .or_else(|| secret_name(key).then(|| format!("env:{prefix}_{}", key.to_ascii_uppercase())));
+            .or_else(|| {
+                secret_name(key).then(|| format!("env:{prefix}_{}", key.to_ascii_uppercase()))
+            });
         match reference {
             Some(reference) => {
                 out.push_str(&format!("{key}={{secret: {reference}}}\n"));
@@ -280,13 +325,18 @@ fn env_pair(line: &str) -> Option<(&str, &str)> {
     let (key, value) = trimmed.split_once('=')?;
     let key = key.trim();
     let valid = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
     valid.then_some((key, value.trim()))
 }
 
 fn unquoted(value: &str) -> &str {
     for quote in ['"', '\''] {
-        if let Some(inner) = value.strip_prefix(quote).and_then(|v| v.strip_suffix(quote)) {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
             return inner;
         }
     }
@@ -316,7 +366,10 @@ pub fn resolve_env(text: &str, secrets: &ResolvedSecrets) -> Option<String> {
         match reference {
             Some((key, reference)) => {
                 let value = secrets.get(&reference)?;
-                out.push_str(&format!("{key}={}\n", crate::apply::commands::env_value(value.expose())));
+                out.push_str(&format!(
+                    "{key}={}\n",
+                    crate::apply::commands::env_value(value.expose())
+                ));
             }
             None => {
                 out.push_str(line);
@@ -349,19 +402,36 @@ mod tests {
     #[test]
     fn a_redacted_env_holds_references_and_no_secret_value() {
         let env = "APP_NAME=shop\nAPP_KEY=base64:c2VjcmV0\nDB_PASSWORD=\"db-canary\"\n# a comment\nMAIL_PASSWORD=mail-canary\nCOPY_OF_DB=db-canary\nAPP_DEBUG=false\n";
-        let spec: BTreeMap<String, SecretRef> = [("APP_KEY".to_owned(), reference("SHOP_APP_KEY"))].into();
+        let spec: BTreeMap<String, SecretRef> =
+            [("APP_KEY".to_owned(), reference("SHOP_APP_KEY"))].into();
         let db = reference("SHOP_DB_PASSWORD");
-        let secrets = resolved(&[("SHOP_APP_KEY", "base64:c2VjcmV0"), ("SHOP_DB_PASSWORD", "db-canary")]);
+        let secrets = resolved(&[
+            ("SHOP_APP_KEY", "base64:c2VjcmV0"),
+            ("SHOP_DB_PASSWORD", "db-canary"),
+        ]);
         let (text, references) = redact_env(env, "shop", &spec, &secrets, &[&db]);
         for canary in ["c2VjcmV0", "db-canary", "mail-canary"] {
             assert!(!text.contains(canary), "{canary} in {text}");
         }
-        assert!(text.contains("APP_NAME=shop\n") && text.contains("APP_DEBUG=false\n"), "{text}");
-        assert!(text.contains("MAIL_PASSWORD={secret: env:SHOP_MAIL_PASSWORD}"), "{text}");
-        assert!(text.contains("COPY_OF_DB={secret: env:SHOP_DB_PASSWORD}"), "{text}");
+        assert!(
+            text.contains("APP_NAME=shop\n") && text.contains("APP_DEBUG=false\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("MAIL_PASSWORD={secret: env:SHOP_MAIL_PASSWORD}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("COPY_OF_DB={secret: env:SHOP_DB_PASSWORD}"),
+            "{text}"
+        );
         assert_eq!(
             references,
-            ["env:SHOP_APP_KEY", "env:SHOP_DB_PASSWORD", "env:SHOP_MAIL_PASSWORD"]
+            [
+                "env:SHOP_APP_KEY",
+                "env:SHOP_DB_PASSWORD",
+                "env:SHOP_MAIL_PASSWORD"
+            ]
         );
         let back = resolve_env(
             &text,
@@ -378,7 +448,13 @@ mod tests {
 
     #[test]
     fn names_that_say_secret_are_told_apart_from_others() {
-        for key in ["APP_KEY", "AWS_SECRET_ACCESS_KEY", "STRIPE_TOKEN", "DB_PASSWORD", "SENTRY_DSN"] {
+        for key in [
+            "APP_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "STRIPE_TOKEN",
+            "DB_PASSWORD",
+            "SENTRY_DSN",
+        ] {
             assert!(secret_name(key), "{key}");
         }
         for key in ["APP_NAME", "DB_HOST", "CACHE_DRIVER", "KEYBOARD_LAYOUT"] {

@@ -58,7 +58,9 @@ impl<T: Transport> LostSites<'_, T> {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
-                    let why = verdict.err().unwrap_or_else(|| "it has no backup".to_owned());
+                    let why = verdict
+                        .err()
+                        .unwrap_or_else(|| "it has no backup".to_owned());
                     entry.blocked_by.push(format!(
                         "site `{name}` is on no server that answers, and {} did not: it may live there, and {why} to restore it from (bring the server back, or remove it from the specs to create the site anew)",
                         self.unreachable_list()
@@ -103,10 +105,12 @@ impl<T: Transport> LostSites<'_, T> {
             secrets: self.secrets,
             progress: Progress::Off,
         };
-        let runs = remote
-            .runs()
-            .await
-            .map_err(|e| format!("its backups could not be listed ({})", crate::apply::error_text(&e)))?;
+        let runs = remote.runs().await.map_err(|e| {
+            format!(
+                "its backups could not be listed ({})",
+                crate::apply::error_text(&e)
+            )
+        })?;
         let with_database = desired.layout.database.is_some();
         Ok(choose(&runs, None, with_database).cloned())
     }

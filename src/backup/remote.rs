@@ -123,7 +123,9 @@ impl<'a, T: Transport> Remote<'a, T> {
         if exit.status == 0 && exit.signal.is_none() {
             return Ok(());
         }
-        let stderr = self.secrets.scrub(&crate::transport::stderr_excerpt(&exit.stderr));
+        let stderr = self
+            .secrets
+            .scrub(&crate::transport::stderr_excerpt(&exit.stderr));
         Err(self.failed(
             what,
             TransportError::Failed {
@@ -180,7 +182,9 @@ impl<'a, T: Transport> Remote<'a, T> {
             Some(part) => (part.id.as_str(), part.shared.as_deref().unwrap_or("-")),
             None => ("-", "-"),
         };
-        let meter = self.progress.meter("restore", Some(run.bytes()).filter(|b| *b > 0));
+        let meter = self
+            .progress
+            .meter("restore", Some(run.bytes()).filter(|b| *b > 0));
         let mut out = Vec::new();
         let args = [db, db_path, files, shared];
         let stage = self.stage();
@@ -213,16 +217,28 @@ impl<'a, T: Transport> Remote<'a, T> {
     /// Puts what is staged in place: the database loaded again, the paths swapped in.
     pub async fn apply_stage(&self) -> Result<String, BackupError> {
         let mut out = Vec::new();
-        self.run("putting the restored data in place", "apply-stage", &[], None, &mut out)
-            .await?;
+        self.run(
+            "putting the restored data in place",
+            "apply-stage",
+            &[],
+            None,
+            &mut out,
+        )
+        .await?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     /// Removes the staging directory.
     pub async fn discard_stage(&self) -> Result<(), BackupError> {
         let mut out = Vec::new();
-        self.run("removing the staging directory", "discard-stage", &[], None, &mut out)
-            .await
+        self.run(
+            "removing the staging directory",
+            "discard-stage",
+            &[],
+            None,
+            &mut out,
+        )
+        .await
     }
 
     /// Streams a part of the site (`dump-database`, `dump-files`, `dump-env`) into `out`.
@@ -230,7 +246,8 @@ impl<'a, T: Transport> Remote<'a, T> {
     where
         W: AsyncWrite + Unpin + Send + ?Sized,
     {
-        self.run(&format!("`{action}`"), action, &[], None, out).await
+        self.run(&format!("`{action}`"), action, &[], None, out)
+            .await
     }
 
     /// Streams `data` into a part of the staging directory (`receive-database`,
@@ -253,7 +270,9 @@ async fn watch_growth<T: Transport>(transport: &T, path: &str, meter: &Meter) {
         return std::future::pending().await;
     };
     let mut sink = SizeLines { meter, seen: 0 };
-    let _ = transport.exec_streaming(&command, Stdin::Empty, &mut sink).await;
+    let _ = transport
+        .exec_streaming(&command, Stdin::Empty, &mut sink)
+        .await;
     std::future::pending().await
 }
 
@@ -264,7 +283,11 @@ struct SizeLines<'m> {
 }
 
 impl AsyncWrite for SizeLines<'_> {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         for line in String::from_utf8_lossy(buf).lines() {
             if let Ok(size) = line.trim().parse::<u64>()
@@ -312,7 +335,9 @@ impl ResticOutput {
     fn line(&mut self, line: &str) {
         if let Some(part) = line.strip_prefix("part ") {
             self.finish();
-            let expected = (part == "database").then_some(self.database_bytes).flatten();
+            let expected = (part == "database")
+                .then_some(self.database_bytes)
+                .flatten();
             self.meter = Some(self.progress.meter(&format!("backup {part}"), expected));
             self.done = 0;
         } else if let Some(rest) = line.strip_prefix("result ok ") {
@@ -326,7 +351,10 @@ impl ResticOutput {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             return;
         };
-        let done = value.get("bytes_done").and_then(|v| v.as_u64()).unwrap_or(0);
+        let done = value
+            .get("bytes_done")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
         if let Some(meter) = &self.meter
             && done > self.done
         {
@@ -357,7 +385,11 @@ fn parse_result(rest: &str) -> Option<BackupResult> {
 }
 
 impl AsyncWrite for ResticOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         this.pending.extend_from_slice(buf);
         while let Some(end) = this.pending.iter().position(|b| *b == b'\n') {

@@ -103,7 +103,8 @@ fn secrets_change(
     secrets: &ResolvedSecrets,
 ) -> Change {
     let path = secrets_path(site);
-    let wanted = settings::secrets_text(entries, secrets).map(|s| sha256_hex(s.expose().as_bytes()));
+    let wanted =
+        settings::secrets_text(entries, secrets).map(|s| sha256_hex(s.expose().as_bytes()));
     let step = Step::WriteSecrets {
         path: path.clone(),
         entries: entries
@@ -115,7 +116,10 @@ fn secrets_change(
         None => (Action::Create, format!("{path} does not exist")),
         Some(file) if file.mode != 0o600 || file.owner != "root" => (
             Action::Update,
-            format!("{path} is {}:{} {:04o}, want root:root 0600", file.owner, file.group, file.mode),
+            format!(
+                "{path} is {}:{} {:04o}, want root:root 0600",
+                file.owner, file.group, file.mode
+            ),
         ),
         Some(file) if Some(&file.sha256) != wanted.as_ref() => (
             Action::Update,
@@ -219,7 +223,12 @@ mod tests {
     #[test]
     fn a_new_backup_writes_settings_secrets_script_then_cron() {
         let wanted = desired();
-        let changes = diff("shop", Some(&wanted), &ObservedSite::default(), &resolved("secret"));
+        let changes = diff(
+            "shop",
+            Some(&wanted),
+            &ObservedSite::default(),
+            &resolved("secret"),
+        );
         let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -239,7 +248,12 @@ mod tests {
     #[test]
     fn a_second_plan_is_empty_and_a_changed_secret_rewrites_only_the_secrets() {
         let wanted = desired();
-        let first = diff("shop", Some(&wanted), &ObservedSite::default(), &resolved("secret"));
+        let first = diff(
+            "shop",
+            Some(&wanted),
+            &ObservedSite::default(),
+            &resolved("secret"),
+        );
         let observed = holding(&first);
         let again = diff("shop", Some(&wanted), &observed, &resolved("secret"));
         assert!(again.iter().all(|c| c.action == Action::NoOp), "{again:?}");
@@ -255,7 +269,12 @@ mod tests {
     #[test]
     fn a_site_without_backups_loses_them_cron_first() {
         let wanted = desired();
-        let first = diff("shop", Some(&wanted), &ObservedSite::default(), &resolved("secret"));
+        let first = diff(
+            "shop",
+            Some(&wanted),
+            &ObservedSite::default(),
+            &resolved("secret"),
+        );
         let observed = holding(&first);
         let gone = diff("shop", None, &observed, &resolved("secret"));
         assert_eq!(gone[0].name, "/etc/cron.d/siteward-backup_shop");

@@ -199,7 +199,8 @@ async fn restore<T: Transport>(
     run(job, planned(job.plan, BEFORE), outcomes).await?;
     let step = Instant::now();
     let label = job.source.label();
-    job.progress.say(&format!("restore of {} | staging {label}", job.site.name));
+    job.progress
+        .say(&format!("restore of {} | staging {label}", job.site.name));
     if let Err(error) = stage(&remote, &job.source, job.progress).await {
         let _ = remote.discard_stage().await;
         return Err(error);
@@ -210,9 +211,15 @@ async fn restore<T: Transport>(
         quiesce(job, &desired).await?;
     }
     let step = Instant::now();
-    job.progress.say(&format!("restore of {} | putting the data in place", job.site.name));
+    job.progress.say(&format!(
+        "restore of {} | putting the data in place",
+        job.site.name
+    ));
     let applied = remote.apply_stage().await;
-    let printed = applied.as_ref().map(|text| text.trim().to_owned()).unwrap_or_default();
+    let printed = applied
+        .as_ref()
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_default();
     if let Err(error) = applied {
         if live {
             let _ = wake(job, &desired).await;
@@ -409,6 +416,9 @@ mod tests {
     fn a_restore_plan_names_the_run_its_server_and_size() {
         let plan = RestorePlan::of(&run("2", true), "siteward restore");
         let lines = plan.lines().join("\n");
-        assert!(lines.contains("on `web-1`: aaaa2 (database) + bbbb2 (files), 20 B"), "{lines}");
+        assert!(
+            lines.contains("on `web-1`: aaaa2 (database) + bbbb2 (files), 20 B"),
+            "{lines}"
+        );
     }
 }

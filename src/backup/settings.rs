@@ -62,13 +62,11 @@ pub fn effective(
     if own.is_none() && default.and_then(|b| b.enabled) == Some(false) {
         return None;
     }
-    let repository = own
-        .and_then(|b| b.repository.clone())
-        .or_else(|| {
-            default
-                .and_then(|b| b.repository.as_ref())
-                .map(|base| format!("{}/{}", base.trim_end_matches('/'), site.name))
-        });
+    let repository = own.and_then(|b| b.repository.clone()).or_else(|| {
+        default
+            .and_then(|b| b.repository.as_ref())
+            .map(|base| format!("{}/{}", base.trim_end_matches('/'), site.name))
+    });
     let password = pick(own, default, |b| b.password.as_ref());
     let mut missing = Vec::new();
     if repository.is_none() {
@@ -110,9 +108,9 @@ fn pick<'a, T>(
 /// A minute of the site's own (from its name), so that sites on a server do not all start at
 /// once.
 fn spread_minute(site: &str) -> u32 {
-    site.bytes()
-        .fold(2166136261u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(16777619))
-        % 60
+    site.bytes().fold(2166136261u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(16777619)
+    }) % 60
 }
 
 /// Daily, at a minute after 02:00 that depends on the site's name.
@@ -201,7 +199,14 @@ impl SiteLayout {
                 charset: db.charset.clone(),
                 collation: db.collation.clone(),
                 admin_user: admin.map_or_else(
-                    || if engine == "mysql" { "root" } else { "postgres" }.to_owned(),
+                    || {
+                        if engine == "mysql" {
+                            "root"
+                        } else {
+                            "postgres"
+                        }
+                        .to_owned()
+                    },
                     |a| a.admin_user.clone(),
                 ),
                 admin_password: admin.and_then(|a| a.admin_password.clone()),
@@ -309,10 +314,7 @@ pub fn secrets_text(entries: &[(&str, SecretRef)], secrets: &ResolvedSecrets) ->
 
 /// What a script sent by siteward reads on stdin before any data: settings, secrets, the end.
 pub fn stdin_header(config: &str, secrets: &Secret) -> Secret {
-    Secret::new(format!(
-        "{config}{}{END_OF_SETTINGS}\n",
-        secrets.expose()
-    ))
+    Secret::new(format!("{config}{}{END_OF_SETTINGS}\n", secrets.expose()))
 }
 
 /// The cron file that runs the site's backups and checks on the server.

@@ -43,7 +43,10 @@ impl SiteAccess {
         let loaded = load_specs(ctx, specs)?;
         let (secrets, server) = {
             let sites = select_sites(&loaded, &[site.to_owned()])?;
-            (resolve_secrets(&loaded, &sites)?, sites[0].spec.server.to_string())
+            (
+                resolve_secrets(&loaded, &sites)?,
+                sites[0].spec.server.to_string(),
+            )
         };
         let (mut sessions, unreachable) =
             connect_all(&loaded, std::slice::from_ref(&server), accept_new).await?;
@@ -92,8 +95,13 @@ impl SiteAccess {
 /// `siteward backup SITE`: one run now, as the server's schedule makes them.
 pub fn backup(ctx: &Context, args: BackupArgs) -> anyhow::Result<Exit> {
     runtime()?.block_on(async {
-        let access =
-            SiteAccess::open(ctx, &args.specs.specs, &args.site, args.accept_new_host_keys).await?;
+        let access = SiteAccess::open(
+            ctx,
+            &args.specs.specs,
+            &args.site,
+            args.accept_new_host_keys,
+        )
+        .await?;
         access.require_backups()?;
         let remote = access.remote(Progress::detect());
         let result = remote
@@ -129,8 +137,13 @@ fn backup_failed(access: &SiteAccess, error: crate::backup::remote::BackupError)
 /// `siteward backups SITE`: the runs in the site's repository, oldest first.
 pub fn backups(ctx: &Context, args: BackupsArgs) -> anyhow::Result<Exit> {
     runtime()?.block_on(async {
-        let access =
-            SiteAccess::open(ctx, &args.specs.specs, &args.site, args.accept_new_host_keys).await?;
+        let access = SiteAccess::open(
+            ctx,
+            &args.specs.specs,
+            &args.site,
+            args.accept_new_host_keys,
+        )
+        .await?;
         access.require_backups()?;
         let runs = access
             .remote(Progress::Off)
@@ -189,18 +202,30 @@ async fn restore_async(ctx: &Context, args: RestoreArgs) -> anyhow::Result<Exit>
     )
     .await?;
     let run = chosen_run(&prepared, &args).await?;
-    let server = site_of(&prepared.loaded, &args.site)?.spec.server.to_string();
+    let server = site_of(&prepared.loaded, &args.site)?
+        .spec
+        .server
+        .to_string();
     let mut plan = prepared.plan.clone();
-    plan.sites.retain(|s| s.site == args.site && s.server == server);
+    plan.sites
+        .retain(|s| s.site == args.site && s.server == server);
     let Some(site_plan) = plan.sites.iter_mut().find(|s| s.site == args.site) else {
         anyhow::bail!("the plan has no entry for site `{}`", args.site);
     };
     refuse_unplannable(site_plan)?;
-    site_plan.restore = Some(RestorePlan::of(&run, format!("`siteward restore {}`", args.site)));
+    site_plan.restore = Some(RestorePlan::of(
+        &run,
+        format!("`siteward restore {}`", args.site),
+    ));
     prepared.restores.insert(args.site.clone(), run);
     print!(
         "{}",
-        super::plan::render_plan(&plan, ReportFormat::Text, ctx.color_stdout, &prepared.secrets)
+        super::plan::render_plan(
+            &plan,
+            ReportFormat::Text,
+            ctx.color_stdout,
+            &prepared.secrets
+        )
     );
     super::apply::confirm(args.auto_approve)?;
     let owner = LockOwner::this_process("siteward restore");
@@ -214,7 +239,11 @@ async fn restore_async(ctx: &Context, args: RestoreArgs) -> anyhow::Result<Exit>
 pub(super) fn refuse_unplannable(site_plan: &SitePlan) -> anyhow::Result<()> {
     if !site_plan.blocked_by.is_empty() {
         return Err(hinted(
-            format!("site `{}` cannot be planned: {}", site_plan.site, site_plan.blocked_by.join("; ")),
+            format!(
+                "site `{}` cannot be planned: {}",
+                site_plan.site,
+                site_plan.blocked_by.join("; ")
+            ),
             "fix what the plan names, then restore again; nothing was changed",
         ));
     }
@@ -241,7 +270,9 @@ async fn chosen_run(prepared: &Prepared, args: &RestoreArgs) -> anyhow::Result<R
         )
     })?;
     let backups = desired_all(&prepared.loaded);
-    let desired = backups.get(site.name.as_str()).context("no backup settings")?;
+    let desired = backups
+        .get(site.name.as_str())
+        .context("no backup settings")?;
     let remote = Remote {
         transport: session,
         server,

@@ -25,7 +25,8 @@ impl Parts {
     fn beside(path: &Path, suffix: &str) -> anyhow::Result<Self> {
         let dir = path.with_extension(suffix);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         Ok(Parts(dir))
@@ -125,7 +126,13 @@ fn redact(access: &SiteAccess, site: &crate::spec::Site, env: &str) -> (String, 
         })
         .collect();
     let known = secret_references(&access.loaded, &[site]);
-    bundle::redact_env(env, site.name.as_str(), &spec_secrets, &access.secrets, &known)
+    bundle::redact_env(
+        env,
+        site.name.as_str(),
+        &spec_secrets,
+        &access.secrets,
+        &known,
+    )
 }
 
 fn hash_member(name: &str, path: &Path) -> anyhow::Result<Member> {
@@ -166,7 +173,10 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Metered<'_, W> 
         polled
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
@@ -210,8 +220,12 @@ async fn import_async(ctx: &Context, args: ImportArgs) -> anyhow::Result<Exit> {
     let site = site_of(&prepared.loaded, &manifest.site)?;
     let server = site.spec.server.to_string();
     let mut plan = prepared.plan.clone();
-    plan.sites.retain(|s| s.site == manifest.site && s.server == server);
-    let site_plan = plan.sites.first_mut().context("the plan has no entry for the site")?;
+    plan.sites
+        .retain(|s| s.site == manifest.site && s.server == server);
+    let site_plan = plan
+        .sites
+        .first_mut()
+        .context("the plan has no entry for the site")?;
     refuse_unplannable(site_plan)?;
     let label = format!("bundle {}", args.file.display());
     site_plan.restore = Some(RestorePlan {
@@ -220,11 +234,19 @@ async fn import_async(ctx: &Context, args: ImportArgs) -> anyhow::Result<Exit> {
         from_server: manifest.server.clone(),
         snapshots: label.clone(),
         bytes: manifest.members.iter().map(|m| m.size).sum(),
-        reason: format!("`siteward import {}`: every member's checksum verified", args.file.display()),
+        reason: format!(
+            "`siteward import {}`: every member's checksum verified",
+            args.file.display()
+        ),
     });
     print!(
         "{}",
-        super::plan::render_plan(&plan, ReportFormat::Text, ctx.color_stdout, &prepared.secrets)
+        super::plan::render_plan(
+            &plan,
+            ReportFormat::Text,
+            ctx.color_stdout,
+            &prepared.secrets
+        )
     );
     super::apply::confirm(args.auto_approve)?;
     let data = BundleData {
@@ -246,8 +268,7 @@ async fn import_async(ctx: &Context, args: ImportArgs) -> anyhow::Result<Exit> {
         .and_then(|s| s.sites.get(&manifest.site))
         .cloned()
         .unwrap_or_default();
-    let settings = crate::backup::settings::effective(site, Some(server_spec))
-        .and_then(Result::ok);
+    let settings = crate::backup::settings::effective(site, Some(server_spec)).and_then(Result::ok);
     let owner = LockOwner::this_process("siteward import");
     let job = RestoreJob {
         transport: session,
@@ -277,7 +298,10 @@ async fn import_async(ctx: &Context, args: ImportArgs) -> anyhow::Result<Exit> {
 
 fn refused(error: BundleError) -> anyhow::Error {
     hinted(
-        format!("the bundle is refused: {}", crate::apply::error_text(&error)),
+        format!(
+            "the bundle is refused: {}",
+            crate::apply::error_text(&error)
+        ),
         "nothing was changed; export the site again, or copy the bundle again from where it was made",
     )
 }

@@ -245,7 +245,10 @@ fn backup_health(site: &ObservedSite) -> Condition {
     if backup.check_failed() {
         let message = format!(
             "the backup repository's check failed: {}",
-            backup.facts.get("check_message").map_or("see the server's backup log", String::as_str)
+            backup
+                .facts
+                .get("check_message")
+                .map_or("see the server's backup log", String::as_str)
         );
         return Condition::new(ConditionType::Degraded, true, "BackupFailing", message);
     }

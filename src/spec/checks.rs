@@ -238,7 +238,13 @@ fn check_backup(site: &Located<Site>, loaded: &Loaded, out: &mut Vec<Diagnostic>
             ),
         };
         out.push(
-            error(site, pointer, false, format!("the site's backups have no `{name}`")).hint(hint),
+            error(
+                site,
+                pointer,
+                false,
+                format!("the site's backups have no `{name}`"),
+            )
+            .hint(hint),
         );
     }
 }
@@ -263,7 +269,12 @@ fn check_backup_fields<T>(
         }
     }
     if let Some(reference) = &backup.password {
-        check_secret(located, &["spec", "backup", "password", "secret"], reference, out);
+        check_secret(
+            located,
+            &["spec", "backup", "password", "secret"],
+            reference,
+            out,
+        );
     }
     if let Some(credentials) = &backup.credentials {
         for (field, reference) in [

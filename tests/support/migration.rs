@@ -265,7 +265,7 @@ SELECT COUNT(*) FROM memo_audit;
 SELECT body FROM memos WHERE id = 1;
 SELECT COUNT(*) FROM long_memos;
 SELECT shout('ok');
-SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_NAME = 'memo_audit';"
+SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_NAME = 'memo_audit' AND TRIGGER_SCHEMA = DATABASE();"
     };
     let sql = if site.engine == "postgres" {
         sql.to_owned()

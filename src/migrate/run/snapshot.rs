@@ -9,7 +9,10 @@ use crate::transport::Transport;
 impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     /// Backs the site up on the source, when the site has backups; a failure stops the
     /// migration before what the snapshot was for.
-    pub(super) async fn snapshot_source(&mut self, when: &'static str) -> Result<(), MigrationError> {
+    pub(super) async fn snapshot_source(
+        &mut self,
+        when: &'static str,
+    ) -> Result<(), MigrationError> {
         let job = self.job;
         let Some(Ok(settings)) = effective(job.site, Some(job.target.spec)) else {
             return Ok(());
@@ -33,9 +36,11 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 when,
                 source,
             })?;
-        self.report
-            .snapshots
-            .push(format!("{when}: {} on `{}`", result.label(), job.source.name));
+        self.report.snapshots.push(format!(
+            "{when}: {} on `{}`",
+            result.label(),
+            job.source.name
+        ));
         Ok(())
     }
 }
