@@ -24,7 +24,7 @@ pub enum BackupError {
         what: String,
         server: String,
         #[source]
-        source: TransportError,
+        source: Box<TransportError>,
     },
     #[error(transparent)]
     Listing(#[from] ListingError),
@@ -92,7 +92,7 @@ impl<'a, T: Transport> Remote<'a, T> {
         BackupError::Remote {
             what: what.to_owned(),
             server: self.server.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -331,6 +331,13 @@ mod tests {
     use super::*;
 
     fn site_with(server_backup: &str, site_backup: &str) -> (Site, ServerSpec) {
+        let (site, server, problems) = checked(server_backup, site_backup);
+        assert!(problems.is_empty(), "{problems:?}");
+        (site, server)
+    }
+
+    /// The site, its server and what the checks say of them.
+    fn checked(server_backup: &str, site_backup: &str) -> (Site, ServerSpec, Vec<String>) {
         let text = format!(
             "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {{name: a}}\nspec: {{address: 192.0.2.1{server_backup}}}\n---\n\
              apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {{name: shop}}\n\
@@ -339,10 +346,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("specs.yaml"), &text).unwrap();
         let loaded = crate::spec::load_and_check(&[dir.path().to_path_buf()]);
-        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let problems = loaded
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect();
         (
             loaded.sites[0].item.clone(),
             loaded.servers[0].item.spec.clone(),
+            problems,
         )
     }
 
@@ -376,7 +388,14 @@ mod tests {
 
     #[test]
     fn a_site_without_a_repository_or_password_is_missing_them() {
-        let (site, server) = site_with("", ", backup: {schedule: '@daily'}");
+        let (site, server, problems) = checked("", ", backup: {schedule: '@daily'}");
+        assert_eq!(
+            problems,
+            [
+                "the site's backups have no `repository`",
+                "the site's backups have no `password`"
+            ]
+        );
         assert_eq!(
             effective(&site, Some(&server)),
             Some(Err(vec![Missing::Repository, Missing::Password]))

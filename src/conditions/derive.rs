@@ -499,7 +499,6 @@ mod tests {
             steps: Vec::new(),
             error: None,
             migration: None,
-            restore: None,
         };
         let status = after_apply(&outcome, &plan, "h", "");
         assert_eq!(status.server, "web-2");

@@ -78,7 +78,7 @@ pub enum MigrationError {
         server: String,
         when: &'static str,
         #[source]
-        source: crate::backup::remote::BackupError,
+        source: Box<crate::backup::remote::BackupError>,
     },
     #[error("the server `{server}` has no `{section}` administrator in its spec")]
     NoAdmin {

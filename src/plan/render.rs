@@ -337,6 +337,7 @@ mod tests {
                 blocked_by,
                 changes: Vec::new(),
                 migration: Some(migration),
+                restore: None,
             }],
         }
     }

@@ -219,7 +219,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             .source_site
             .files
             .contains_key(&backup_cron)
-            .then(|| Step::RemoveFile {
+            .then_some(Step::RemoveFile {
                 path: backup_cron,
                 reload: Reload::Nothing,
             })

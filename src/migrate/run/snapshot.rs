@@ -34,7 +34,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             .map_err(|source| MigrationError::Snapshot {
                 server: job.source.name.to_owned(),
                 when,
-                source,
+                source: Box::new(source),
             })?;
         self.report.snapshots.push(format!(
             "{when}: {} on `{}`",
