@@ -75,6 +75,11 @@ restic_env() {
   RESTIC_PASSWORD_FILE=$work/password
   RESTIC_CACHE_DIR=/var/cache/siteward-restic
   export RESTIC_REPOSITORY RESTIC_PASSWORD_FILE RESTIC_CACHE_DIR
+  # siteward shows restic's progress (bytes, rate, ETA): twice a second, not once a minute.
+  if [ "$from" = stdin ]; then
+    RESTIC_PROGRESS_FPS=2
+    export RESTIC_PROGRESS_FPS
+  fi
   if [ -s "$work/aws_access_key_id" ]; then
     {
       echo '[default]'
