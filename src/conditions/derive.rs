@@ -342,6 +342,54 @@ pub fn progressing(what: &str) -> Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backed_up(facts: &[(&str, &str)], now: u64) -> ObservedSite {
+        ObservedSite {
+            backup: Some(crate::observe::ObservedBackup {
+                facts: facts
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                server_now: now,
+            }),
+            ..ObservedSite::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_or_stale_backup_degrades_the_site_and_a_recent_one_does_not() {
+        let plan = plan_with(vec![]);
+        let fresh = backed_up(
+            &[
+                ("result", "ok"),
+                ("last_ok", "1000"),
+                ("stale_after", "500"),
+            ],
+            1400,
+        );
+        assert!(!health(&plan, Some(&fresh)).holds());
+        let stale = backed_up(
+            &[
+                ("result", "ok"),
+                ("last_ok", "1000"),
+                ("stale_after", "500"),
+            ],
+            1600,
+        );
+        let condition = health(&plan, Some(&stale));
+        assert_eq!(
+            (condition.reason.as_str(), condition.holds()),
+            ("BackupStale", true)
+        );
+        let failed = backed_up(&[("result", "failed"), ("message", "wrong password")], 1600);
+        let condition = health(&plan, Some(&failed));
+        assert_eq!(condition.reason, "BackupFailing");
+        assert!(
+            condition.message.contains("wrong password"),
+            "{}",
+            condition.message
+        );
+    }
     use crate::observe::model::{ObservedProcess, SiteRecord};
     use crate::plan::{Action, Change, ResourceKind};
 
