@@ -41,6 +41,17 @@ impl Trigger {
         !matches!(self, Trigger::Resync)
     }
 
+    /// Which due runs start first (lower first): what someone changed or asked for, then the
+    /// first runs, then retries and resyncs, so that an edit never waits behind a backlog of
+    /// periodic work.
+    fn urgency(self) -> u8 {
+        match self {
+            Trigger::SpecChanged | Trigger::GitCommit | Trigger::Requested => 0,
+            Trigger::Start => 1,
+            Trigger::Retry | Trigger::Resync => 2,
+        }
+    }
+
     /// Of two reasons for one run, the one that allows more (see [`Trigger::restarts_failing`]).
     fn merge(self, other: Trigger) -> Trigger {
         if self.restarts_failing() { self } else { other }
@@ -146,22 +157,25 @@ impl Queue {
         true
     }
 
-    /// The runs that may start at `now`: due sites, earliest first, within the bounds, and
-    /// `owned` (the seam for several daemons sharing the sites). They are marked running.
+    /// The runs that may start at `now`: due sites, the most urgent triggers first (see
+    /// [`Trigger::urgency`]), then the earliest, within the bounds, and `owned` (the seam for
+    /// several daemons sharing the sites). They are marked running.
     pub fn start_due(&mut self, now: Instant, owned: impl Fn(&str) -> bool) -> Vec<Start> {
         let mut running = self.running_per_server();
         let mut total: usize = running.values().sum();
-        let mut due: Vec<(Instant, String)> = self
+        let mut due: Vec<(u8, Instant, String)> = self
             .sites
             .iter()
             .filter_map(|(site, (_, state))| match state {
-                State::Waiting(Some((at, _))) if *at <= now => Some((*at, site.clone())),
+                State::Waiting(Some((at, trigger))) if *at <= now => {
+                    Some((trigger.urgency(), *at, site.clone()))
+                }
                 _ => None,
             })
             .collect();
         due.sort();
         let mut starts = Vec::new();
-        for (_, site) in due {
+        for (_, _, site) in due {
             if total >= self.concurrency {
                 break;
             }
@@ -366,6 +380,29 @@ mod tests {
         assert!(!queue.sites().any(|s| s == "shop"));
         assert_eq!(queue.depth(now), 1, "blog waits for its owner");
         assert!(queue.start_due(now, |site| site == "shop").is_empty());
+    }
+
+    #[test]
+    fn an_edit_starts_before_a_backlog_of_resyncs_and_first_runs() {
+        let now = Instant::now();
+        let mut queue = Queue::new(1, 1);
+        for site in ["r1", "r2", "r3"] {
+            queue.track(site, "a", Trigger::Start, now);
+            queue.start_due(now, |_| true);
+            queue.finished(site, Action::requeue(Duration::ZERO), now);
+        }
+        queue.track("new", "a", Trigger::Start, now);
+        let later = now + Duration::from_secs(1);
+        queue.trigger("r3", Trigger::SpecChanged, later);
+        assert_eq!(names(&queue.start_due(later, |_| true)), vec!["r3"]);
+        queue.finished("r3", Action::requeue(Duration::from_secs(600)), later);
+        assert_eq!(names(&queue.start_due(later, |_| true)), vec!["new"]);
+        queue.finished("new", Action::requeue(Duration::from_secs(600)), later);
+        assert_eq!(
+            names(&queue.start_due(later, |_| true)),
+            vec!["r1"],
+            "then the resyncs, the earliest first"
+        );
     }
 
     #[test]
