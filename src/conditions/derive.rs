@@ -140,10 +140,7 @@ fn drift_conditions(
             ),
         );
     }
-    let listed: Vec<String> = drift
-        .iter()
-        .map(|d| format!("{} {} ({})", d.resource, d.name, d.reason))
-        .collect();
+    let listed: Vec<String> = drift.iter().map(described).collect();
     let count = match drift.len() {
         1 => "1 resource differs".to_owned(),
         n => format!("{n} resources differ"),
@@ -163,6 +160,21 @@ fn drift_conditions(
         Condition::new(ConditionType::Drifted, true, reason, message.clone()),
         Condition::new(ConditionType::Ready, false, ready_reason, message),
     )
+}
+
+/// One drifted resource in a sentence: its kind, its name, and why, the name said once when the
+/// reason starts with it.
+fn described(drifted: &DriftedResource) -> String {
+    let DriftedResource {
+        resource,
+        name,
+        reason,
+        ..
+    } = drifted;
+    match reason.strip_prefix(name.as_str()) {
+        Some(rest) => format!("{resource} {name}{rest}"),
+        None => format!("{resource} {name} ({reason})"),
+    }
 }
 
 /// `Ready` as the changes say it, unless something fails: a site in sync whose health check or
@@ -426,6 +438,30 @@ mod tests {
             Action::Update,
             "content differs",
         )
+    }
+
+    #[test]
+    fn a_drift_message_names_each_resource_once() {
+        let mut edited = vhost_edited();
+        edited.reason = format!("{} differs from the spec", edited.name);
+        let status = after_plan(&plan_with(vec![edited]), Some(&recorded("h")), "h", "");
+        assert_eq!(
+            status.condition(ConditionType::Drifted).unwrap().message,
+            "1 resource differs: nginx vhost /etc/nginx/conf.d/siteward-shop.conf differs from the spec"
+        );
+        let other = after_plan(
+            &plan_with(vec![vhost_edited()]),
+            Some(&recorded("h")),
+            "h",
+            "",
+        );
+        assert!(
+            other
+                .condition(ConditionType::Drifted)
+                .unwrap()
+                .message
+                .ends_with("nginx vhost /etc/nginx/conf.d/siteward-shop.conf (content differs)")
+        );
     }
 
     #[test]
