@@ -254,6 +254,7 @@ fn observing_ten_sites_sees_what_was_made_by_hand_in_one_exec() -> Result<()> {
     let mut request = ProbeRequest {
         sites: sites.iter().map(Made::probe).collect(),
         redis: None,
+        only_requested: false,
     };
     request.sites[0].source = Some((host.git_url.clone(), "main".into()));
     request.sites[1].source = Some((host.git_url.clone(), "v1".into()));
@@ -348,6 +349,7 @@ fn a_file_rewritten_while_observed_spoils_its_own_content_only() -> Result<()> {
         let request = ProbeRequest {
             sites: sites.iter().map(Made::probe).collect(),
             redis: None,
+            only_requested: false,
         };
         let server = server("t-observe-a", &host, serde_json::json!({}));
         for _ in 0..5 {
@@ -528,6 +530,46 @@ fn recorded_sites_absent_from_the_request_are_observed_from_their_facts() -> Res
     Ok(())
 }
 
+#[test]
+fn a_probe_for_one_site_examines_it_and_only_lists_the_others() -> Result<()> {
+    let host = Fleet::host("t-observe-a")?;
+    let sites = vec![Made::new("obsonly", 0), Made::new("obsonly", 1)];
+    make_sites(&host, &sites)?;
+    let server = server("t-observe-a", &host, serde_json::json!({}));
+    let request = ProbeRequest {
+        sites: vec![sites[0].probe()],
+        redis: None,
+        only_requested: true,
+    };
+    let observed = observe_once(&server, &request)?;
+    let asked = &observed.sites["obsonly-0"];
+    assert!(asked.paths.contains_key(&sites[0].root()));
+    assert!(
+        asked
+            .files
+            .contains_key("/etc/nginx/conf.d/siteward-obsonly-0.conf")
+    );
+    assert!(observed.recorded_sites.contains(&"obsonly-1".to_owned()));
+    let other = observed.sites.get("obsonly-1");
+    assert!(
+        other.is_none_or(|site| site.paths.is_empty() && site.files.is_empty()),
+        "the other site was examined: {other:?}"
+    );
+    let whole = observe_once(
+        &server,
+        &ProbeRequest {
+            only_requested: false,
+            ..request
+        },
+    )?;
+    assert!(
+        whole.sites["obsonly-1"]
+            .paths
+            .contains_key(&sites[1].root())
+    );
+    Ok(())
+}
+
 /// Values that would run `touch` if any shell evaluated them.
 fn injection_corpus(marker: &str) -> Vec<String> {
     vec![
@@ -566,7 +608,11 @@ fn facts_from_the_injection_corpus_never_execute_on_the_server() -> Result<()> {
             }),
         })
         .collect();
-    let mut request = ProbeRequest { sites, redis: None };
+    let mut request = ProbeRequest {
+        sites,
+        redis: None,
+        only_requested: false,
+    };
     for (field, nasty) in corpus.iter().enumerate() {
         let mut site = Made::new("obsinj", field).probe();
         match field % 4 {
@@ -650,6 +696,7 @@ fn a_mysql_admin_password_reaches_the_client_through_a_defaults_file() -> Result
     let request = ProbeRequest {
         sites: vec![site],
         redis: None,
+        only_requested: false,
     };
     let reference = server
         .spec

@@ -271,8 +271,10 @@ impl Daemon {
             let session = self.connections.get(server).await?;
             // The site's health on its own server only (a source is not checked).
             let health = name == placed_on;
-            let request =
-                observe::connect::probe_request_for(&snapshot.loaded, &name, &[site], health);
+            let request = observe::ProbeRequest {
+                only_requested: true,
+                ..observe::connect::probe_request_for(&snapshot.loaded, &name, &[site], health)
+            };
             let answer = observe::connect::observe(server, &session, &request, secrets).await;
             let answer = match answer {
                 Ok(answer) => answer,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,7 @@ pub async fn watch_files(
                 .any(|root| path.strip_prefix(root).is_ok_and(is_spec_path))
         };
         if let Ok(event) = event
+            && changes_content(&event.kind)
             && event.paths.iter().any(touches_specs)
         {
             let _ = events.send(());
@@ -92,6 +94,18 @@ pub async fn watch_files(
             }
         }
         reload_and_trigger(&daemon, &scheduler, Trigger::SpecChanged);
+    }
+}
+
+/// Whether an event can change what the specs say: files made, written, renamed or removed.
+/// Reading them is not (inotify reports every open and close, and the reload reads every spec
+/// file, so counting reads would reload the specs again and again).
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        // `Any` is what a watcher reports when it cannot tell: counted, to miss nothing.
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any => true,
+        EventKind::Access(access) => matches!(access, AccessKind::Close(AccessMode::Write)),
+        EventKind::Other => false,
     }
 }
 
@@ -193,6 +207,27 @@ impl GitWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_the_specs_is_not_a_change_and_writing_them_is() {
+        use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind};
+        for read in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Other,
+        ] {
+            assert!(!changes_content(&read), "{read:?}");
+        }
+        for write in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(changes_content(&write), "{write:?}");
+        }
+    }
 
     #[test]
     fn spec_files_and_directories_count_and_git_and_hidden_files_do_not() {

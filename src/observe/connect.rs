@@ -259,7 +259,11 @@ pub fn probe_request_for(
         .find(|located| located.item.name.as_str() == server)
         .and_then(|located| located.item.spec.redis.as_ref())
         .and_then(|redis| redis_endpoint(&redis.url));
-    ProbeRequest { sites, redis }
+    ProbeRequest {
+        sites,
+        redis,
+        only_requested: false,
+    }
 }
 
 fn site_probe(site: &Site) -> SiteProbe {

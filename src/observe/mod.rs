@@ -21,6 +21,10 @@ pub struct ProbeRequest {
     /// Where the server's Redis answers `PING`; `127.0.0.1:6379` when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisEndpoint>,
+    /// Examine the requested sites only: the other sites recorded on the server are listed by
+    /// name, not examined (a run of one site on a server of hundreds costs as much as one site).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only_requested: bool,
 }
 
 /// The facts the probe needs about one site.

@@ -152,6 +152,11 @@ pub fn render(request: &ProbeRequest, access: &ProbeAccess) -> Result<ProbeScrip
     let redis = request.redis.clone().unwrap_or_default();
     assign(&mut script, "sw_redis_host", &redis.host)?;
     assign(&mut script, "sw_redis_port", &redis.port.to_string())?;
+    assign(
+        &mut script,
+        "sw_only",
+        if request.only_requested { "1" } else { "" },
+    )?;
     script.push_str("sw_request() {\n");
     for site in &request.sites {
         let _ = writeln!(script, "  {}", site_call(site)?);

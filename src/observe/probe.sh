@@ -272,8 +272,21 @@ sw_managed_files() {
 sw_programs() {
   for sw_f in /etc/supervisor/conf.d/siteward-*.conf; do
     case $sw_f in *"$sw_tab"* | *"$sw_nl"* | *\\*) continue ;; esac
+    [ -z "${sw_only:-}" ] || sw_requested_program "${sw_f##*/}" || continue
     sw_managed "$sw_f"
   done
+}
+
+# sw_requested_program FILE: whether a program file may be a requested site's
+# (`siteward-<site>-<worker>.conf`).
+sw_requested_program() {
+  sw_rest=$sw_requested
+  while [ -n "$sw_rest" ]; do
+    sw_r=${sw_rest%%"$sw_nl"*}
+    sw_rest=${sw_rest#*"$sw_nl"}
+    case $1 in "siteward-$sw_r-"*) return 0 ;; esac
+  done
+  return 1
 }
 
 sw_env_file() {
@@ -400,14 +413,16 @@ sw_recorded() {
       sw_problem "$sw_sn" record "not examined: the record's directory name is outside the allow-list"
       continue
     fi
-    for sw_k in facts lock journal backup-status; do
-      sw_plain "$sw_d" "$sw_d/$sw_k" && sw_final "kind=$sw_k" "site=$sw_sn" "$sw_d/$sw_k"
-    done
-    sw_read_facts "$sw_d/facts"
     case $sw_nl$sw_requested in
     *"$sw_nl$sw_sn$sw_nl"*) sw_mode=variant ;;
     *) sw_mode=primary ;;
     esac
+    # A probe for some sites only (the daemon's run of one site) lists the others, no more.
+    [ "$sw_mode" = primary ] && [ -n "${sw_only:-}" ] && continue
+    for sw_k in facts lock journal backup-status; do
+      sw_plain "$sw_d" "$sw_d/$sw_k" && sw_final "kind=$sw_k" "site=$sw_sn" "$sw_d/$sw_k"
+    done
+    sw_read_facts "$sw_d/facts"
     # A requested site whose record says the same needs no second look.
     case $sw_nl$sw_requested_facts in
     *"$sw_nl$sw_sn|$sw_fu|$sw_fd|$sw_fp|$sw_fe|$sw_fn|$sw_fus|$sw_fs$sw_nl"*) continue ;;

@@ -36,6 +36,12 @@ const SITES: &str = "SELECT site, server, suspended, suspend_reason, drift_json,
 const CONDITIONS: &str = "SELECT site, type, status, reason, message, last_transition_unix, \
     spec_hash, git_revision FROM site_conditions ORDER BY site, type";
 
+const SITE: &str = "SELECT site, server, suspended, suspend_reason, drift_json, deployed_commit, \
+    desired_commit, last_result, last_reconcile_unix FROM sites WHERE site = $1";
+
+const SITE_CONDITIONS: &str = "SELECT site, type, status, reason, message, \
+    last_transition_unix, spec_hash, git_revision FROM site_conditions WHERE site = $1 ORDER BY type";
+
 impl StateStore {
     /// Records what a plan, an apply or the daemon found of a site: where it lives, its drift,
     /// its commits (kept when unknown now), its last result, and each condition it carries
@@ -132,7 +138,7 @@ impl StateStore {
 
     /// Every site the store knows, with its conditions, by name.
     pub async fn site_statuses(&self) -> Result<Vec<SiteStatus>, StoreError> {
-        let (mut sites, conditions) = match self {
+        let (sites, conditions) = match self {
             StateStore::Sqlite(pool) => (
                 rows_to_sites(sqlx::query(SITES).fetch_all(pool).await?)?,
                 rows_to_conditions(sqlx::query(CONDITIONS).fetch_all(pool).await?)?,
@@ -142,25 +148,33 @@ impl StateStore {
                 rows_to_conditions(sqlx::query(CONDITIONS).fetch_all(pool).await?)?,
             ),
         };
-        for (site, condition) in conditions {
-            if let Some(status) = sites.get_mut(&site) {
-                status.conditions.push(condition);
-            }
-        }
-        let mut out: Vec<SiteStatus> = sites.into_values().collect();
-        for status in &mut out {
-            status.conditions.sort_by_key(|c| c.kind);
-        }
-        Ok(out)
+        Ok(with_conditions(sites, conditions))
     }
 
-    /// One site's state, when the store knows it.
+    /// One site's state, when the store knows it (read by its name: the daemon asks at every
+    /// run, and reading every site's rows made each run cost as much as all sites together).
     pub async fn site_status(&self, site: &str) -> Result<Option<SiteStatus>, StoreError> {
-        Ok(self
-            .site_statuses()
-            .await?
-            .into_iter()
-            .find(|status| status.site == site))
+        let (sites, conditions) = match self {
+            StateStore::Sqlite(pool) => (
+                rows_to_sites(sqlx::query(SITE).bind(site).fetch_all(pool).await?)?,
+                rows_to_conditions(
+                    sqlx::query(SITE_CONDITIONS)
+                        .bind(site)
+                        .fetch_all(pool)
+                        .await?,
+                )?,
+            ),
+            StateStore::Postgres(pool) => (
+                rows_to_sites(sqlx::query(SITE).bind(site).fetch_all(pool).await?)?,
+                rows_to_conditions(
+                    sqlx::query(SITE_CONDITIONS)
+                        .bind(site)
+                        .fetch_all(pool)
+                        .await?,
+                )?,
+            ),
+        };
+        Ok(with_conditions(sites, conditions).into_iter().next())
     }
 
     /// Writes the daemon's heartbeat: succeeds only when the store takes writes.
@@ -187,6 +201,23 @@ impl StateStore {
         }
         Ok(())
     }
+}
+
+/// Each site with its conditions, in the order of their types.
+fn with_conditions(
+    mut sites: BTreeMap<String, SiteStatus>,
+    conditions: Vec<(String, Condition)>,
+) -> Vec<SiteStatus> {
+    for (site, condition) in conditions {
+        if let Some(status) = sites.get_mut(&site) {
+            status.conditions.push(condition);
+        }
+    }
+    let mut out: Vec<SiteStatus> = sites.into_values().collect();
+    for status in &mut out {
+        status.conditions.sort_by_key(|c| c.kind);
+    }
+    out
 }
 
 fn rows_to_sites<R: Row>(rows: Vec<R>) -> Result<BTreeMap<String, SiteStatus>, StoreError>

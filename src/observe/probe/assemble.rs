@@ -1,7 +1,7 @@
 //! From server-wide records to sites: which paths, files, rows and processes belong to which
 //! site, following the on-server layout (`crate::layout`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -346,14 +346,23 @@ fn unescape(text: &str, pairs: &[(char, char)]) -> String {
     out
 }
 
-/// Which site a managed file or a supervisor program belongs to.
+/// Which site a managed file or a supervisor program belongs to: the candidate name is read
+/// off the path by the layout and looked up, so that attaching a server's files costs the same
+/// for 10 sites as for 1,000 (comparing each file with every site's paths made the daemon's
+/// per-site runs on a server of 250 sites spend their time formatting paths).
 struct FileOwners<'a> {
-    names: &'a [String],
+    names: HashMap<&'a str, &'a String>,
 }
 
 impl<'a> FileOwners<'a> {
     fn new(names: &'a [String]) -> Self {
-        FileOwners { names }
+        FileOwners {
+            names: names.iter().map(|name| (name.as_str(), name)).collect(),
+        }
+    }
+
+    fn named(&self, candidate: &str) -> Option<&'a String> {
+        self.names.get(candidate).copied()
     }
 
     /// The owner of `/etc/…` managed files by their layout name.
@@ -364,28 +373,53 @@ impl<'a> FileOwners<'a> {
         {
             return self.of_program(program);
         }
-        if let Some(owner) = layout::backup_owner(path, self.names) {
-            return Some(owner);
-        }
-        self.names.iter().find(|name| {
-            path == layout::vhost_path(name)
-                || path == layout::cron_path(name)
-                || layout::pool_version(path, name).is_some()
-        })
+        let candidates = [
+            backup_file_site(path),
+            path.strip_prefix("/etc/nginx/conf.d/siteward-")
+                .and_then(|rest| rest.strip_suffix(".conf")),
+            path.strip_prefix("/etc/cron.d/siteward-"),
+            pool_file_site(path),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .filter_map(|candidate| self.named(candidate))
+            .find(|name| {
+                layout::backup_owner(path, std::slice::from_ref(*name)).is_some()
+                    || path == layout::vhost_path(name)
+                    || path == layout::cron_path(name)
+                    || layout::pool_version(path, name).is_some()
+            })
     }
 
     /// The site of program `siteward-<site>-<worker>`: the longest site name that fits, so that
     /// `siteward-shop-eu-horizon` goes to `shop-eu`, not to `shop`.
     fn of_program(&self, program: &str) -> Option<&'a String> {
         let rest = program.strip_prefix("siteward-")?;
-        self.names
-            .iter()
-            .filter(|name| {
-                rest.strip_prefix(name.as_str())
-                    .is_some_and(|worker| worker.len() > 1 && worker.starts_with('-'))
-            })
-            .max_by_key(|name| name.len())
+        rest.match_indices('-')
+            .rev()
+            .filter(|(at, _)| rest.len() > at + 1)
+            .find_map(|(at, _)| self.named(&rest[..at]))
     }
+}
+
+/// The site named by a backup file's path: `/etc/cron.d/siteward-backup_<site>` or a file
+/// directly in `/etc/siteward/backup/<site>/`.
+fn backup_file_site(path: &str) -> Option<&str> {
+    if let Some(site) = path.strip_prefix("/etc/cron.d/siteward-backup_") {
+        return Some(site);
+    }
+    let (site, file) = path
+        .strip_prefix("/etc/siteward/backup/")?
+        .split_once('/')?;
+    (!file.contains('/')).then_some(site)
+}
+
+/// The site named by a pool file's path: `/etc/php/<version>/fpm/pool.d/siteward-<site>.conf`.
+fn pool_file_site(path: &str) -> Option<&str> {
+    let (_, rest) = path.strip_prefix("/etc/php/")?.split_once('/')?;
+    rest.strip_prefix("fpm/pool.d/siteward-")?
+        .strip_suffix(".conf")
 }
 
 /// The contents of the files in the blob (a gzipped tar archive), each checked against its hash. A file
@@ -525,6 +559,48 @@ fn attach_processes(server: &mut ObservedServer, answer: &mut Answer, owners: &F
         let site = owners.of_program(&process.program);
         if let Some(observed) = site.and_then(|site| server.sites.get_mut(site)) {
             observed.processes.push(process);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_managed_file_and_program_goes_to_its_site_by_the_layout() {
+        let names: Vec<String> = ["shop", "shop-eu", "blog"].map(String::from).into();
+        let owners = FileOwners::new(&names);
+        let owner = |path: &str| owners.of_path(path).map(String::as_str);
+        assert_eq!(
+            owner("/etc/nginx/conf.d/siteward-shop-eu.conf"),
+            Some("shop-eu")
+        );
+        assert_eq!(
+            owner("/etc/php/8.3/fpm/pool.d/siteward-blog.conf"),
+            Some("blog")
+        );
+        assert_eq!(owner("/etc/cron.d/siteward-shop"), Some("shop"));
+        assert_eq!(owner("/etc/cron.d/siteward-backup_blog"), Some("blog"));
+        assert_eq!(owner("/etc/siteward/backup/shop/settings"), Some("shop"));
+        assert_eq!(
+            owner("/etc/supervisor/conf.d/siteward-shop-eu-horizon.conf"),
+            Some("shop-eu")
+        );
+        assert_eq!(
+            owner("/etc/supervisor/conf.d/siteward-shop-queue-high.conf"),
+            Some("shop")
+        );
+        for stranger in [
+            "/etc/nginx/conf.d/siteward-wiki.conf",
+            "/etc/nginx/conf.d/default.conf",
+            "/etc/php/8.3/fpm/pool.d/www.conf",
+            "/etc/php/8.3/cli/siteward-blog.conf",
+            "/etc/siteward/backup/shop/deeper/file",
+            "/etc/supervisor/conf.d/siteward-shop-.conf",
+            "/etc/cron.d/siteward-",
+        ] {
+            assert_eq!(owner(stranger), None, "{stranger}");
         }
     }
 }

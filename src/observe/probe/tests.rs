@@ -30,6 +30,7 @@ fn request() -> ProbeRequest {
     ProbeRequest {
         sites: vec![shop()],
         redis: None,
+        only_requested: false,
     }
 }
 
@@ -82,6 +83,7 @@ fn the_header_passes_every_fact_as_one_quoted_argument() {
     let request = ProbeRequest {
         sites: vec![site],
         redis: None,
+        only_requested: false,
     };
     let script = render(&request, &ProbeAccess::default()).unwrap();
     let call = script
@@ -102,6 +104,7 @@ fn the_header_refuses_a_nul_byte() {
     let request = ProbeRequest {
         sites: vec![site],
         redis: None,
+        only_requested: false,
     };
     assert!(matches!(
         render(&request, &ProbeAccess::default()),
@@ -456,6 +459,7 @@ fn grants_on_escaped_schema_names_count_for_the_database() {
     let request = ProbeRequest {
         sites: vec![site],
         redis: None,
+        only_requested: false,
     };
     let answer = framed(&[
         format!("mysql-user\t{}\t", b64("shop")),
