@@ -6,8 +6,8 @@ use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Action, Change, ResourceKind, Step};
 use crate::resources::file::{ManagedFile, removal, sha256_hex};
-use crate::spec::Loaded;
 use crate::spec::secret::ResolvedSecrets;
+use crate::spec::{Loaded, Site};
 use std::collections::BTreeMap;
 
 /// What a site's backups should look like on its server.
@@ -28,11 +28,17 @@ impl BackupDesired {
 /// Every site's backups as the specs say, by site name. A site whose settings are incomplete
 /// (the checks report it) has none.
 pub fn desired_all(loaded: &Loaded) -> BTreeMap<String, BackupDesired> {
-    loaded
-        .sites
-        .iter()
-        .map(|located| {
-            let site = &located.item;
+    desired_for(loaded, loaded.sites.iter().map(|located| &located.item))
+}
+
+/// The backups of `sites` only (the daemon's run of one site asks for its own).
+pub fn desired_for<'a>(
+    loaded: &Loaded,
+    sites: impl IntoIterator<Item = &'a Site>,
+) -> BTreeMap<String, BackupDesired> {
+    sites
+        .into_iter()
+        .map(|site| {
             let server = crate::migrate::launch::server_spec(loaded, site.spec.server.as_str());
             let desired = BackupDesired {
                 layout: SiteLayout::new(site, site.spec.server.as_str(), server),

@@ -164,7 +164,7 @@ impl Daemon {
         let (sessions, observed) = self.observe(&snapshot, site, &secrets).await?;
         let sizes = measure_migrations(&[site], &observed, &sessions).await;
         let all_names = snapshot.placements().map(|(name, _)| name).collect();
-        let backups = crate::backup::resource::desired_all(&snapshot.loaded);
+        let backups = crate::backup::resource::desired_for(&snapshot.loaded, [site]);
         let plan = build_plan(&PlanInputs {
             sites: vec![site],
             all_site_names: all_names,
