@@ -446,3 +446,19 @@ fn relative_schema(file: &Path) -> String {
     let depth = file.components().count() - 1;
     format!("{}schemas/siteward.json", "../".repeat(depth))
 }
+
+#[test]
+fn a_tls_section_with_both_kinds_and_a_bad_email_names_both_at_once() {
+    assert_located(
+        "tls-both-and-bad-email",
+        "13:5",
+        "`tls` holds both `acme` and `certificate`",
+        "not both",
+    );
+    assert_located(
+        "tls-both-and-bad-email",
+        "12:14",
+        "`ops.example.com` is not an email address: it has no `@`",
+        "expiry notices",
+    );
+}

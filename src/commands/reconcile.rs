@@ -69,6 +69,9 @@ pub fn secret_references<'a>(loaded: &'a Loaded, sites: &[&'a Site]) -> Vec<&'a 
         if let Some(backup) = &site.spec.backup {
             out.extend(backup.secret_references());
         }
+        if let Some(tls) = &site.spec.tls {
+            out.extend(tls.secret_references());
+        }
     }
     for server in &loaded.servers {
         let spec = &server.item.spec;

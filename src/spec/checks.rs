@@ -204,6 +204,26 @@ fn check_site(site: &Located<Site>, servers: &[&str], loaded: &Loaded, out: &mut
     }
     check_site_secrets(site, out);
     check_backup(site, loaded, out);
+    check_tls(site, out);
+}
+
+/// A site's `tls`: one source of certificates, a valid ACME account, names ACME can serve,
+/// well-formed secret references.
+fn check_tls(site: &Located<Site>, out: &mut Vec<Diagnostic>) {
+    let spec = &site.item.spec;
+    let Some(tls) = &spec.tls else { return };
+    let names: Vec<&str> = std::iter::once(spec.domain.as_str())
+        .chain(spec.aliases.iter().map(String::as_str))
+        .collect();
+    for found in super::tls::problems(tls, &names) {
+        let pointer: Vec<&str> = ["spec", "tls"].into_iter().chain(found.pointer).collect();
+        out.push(error(site, &pointer, found.key, found.message).hint(found.hint));
+    }
+    for (field, reference) in [("certificate", &tls.certificate), ("key", &tls.key)] {
+        if let Some(reference) = reference {
+            check_secret(site, &["spec", "tls", field, "secret"], reference, out);
+        }
+    }
 }
 
 /// A site's backups: complete once its server's default is added, schedules that parse,

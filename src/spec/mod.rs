@@ -10,6 +10,7 @@ pub mod schema;
 pub mod secret;
 pub mod server;
 pub mod site;
+pub mod tls;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Sources};

@@ -67,6 +67,9 @@ pub struct SiteSpec {
     /// Backups of the database, the storage and `.env` with restic (over the Server's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<super::backup::BackupSpec>,
+    /// HTTPS: a certificate from ACME or from secrets, the redirect and HSTS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::tls::TlsSpec>,
 }
 
 /// The kind of application.
