@@ -117,3 +117,36 @@ pub fn backup_owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
                 .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
     })
 }
+
+/// Where a site's certificate and key from secrets live (`fullchain.pem` 0644, `privkey.pem`
+/// 0600, root only).
+pub fn tls_dir(site: &str) -> String {
+    format!("/etc/siteward/tls/{site}")
+}
+
+/// certbot's lineage of a site's ACME certificate (`--cert-name <site>`).
+pub fn acme_live_dir(site: &str) -> String {
+    format!("/etc/letsencrypt/live/{site}")
+}
+
+/// The renewal cron file of a site's ACME certificate.
+pub fn tls_cron_path(site: &str) -> String {
+    format!("/etc/cron.d/siteward-tls_{site}")
+}
+
+/// The site whose TLS file `path` is, given the site names.
+pub fn tls_owner<'a>(path: &str, names: &'a [String]) -> Option<&'a String> {
+    names.iter().find(|name| {
+        path == tls_cron_path(name)
+            || path
+                .strip_prefix(&tls_dir(name))
+                .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+    })
+}
+
+/// Mozilla's "intermediate" TLS settings, shared by every site's vhost on a server.
+pub const TLS_SNIPPET: &str = "/etc/nginx/snippets/siteward-tls.conf";
+
+/// The webroot certbot writes HTTP-01 challenges into; every ACME site serves
+/// `/.well-known/acme-challenge/` from it.
+pub const ACME_WEBROOT: &str = "/var/www/siteward-acme";

@@ -605,6 +605,7 @@ fn facts_from_the_injection_corpus_never_execute_on_the_server() -> Result<()> {
                 expect_status: 200,
                 expect_body: Some(nasty.clone()),
                 timeout_seconds: 2,
+                https: false,
             }),
         })
         .collect();

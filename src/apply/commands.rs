@@ -41,6 +41,8 @@ macro_rules! with_reload {
 }
 const WRITE_FILE: &str = with_reload!("scripts/write_file.sh");
 const REMOVE_FILE: &str = with_reload!("scripts/remove_file.sh");
+const TLS_WRITE: &str = with_reload!("scripts/tls_write.sh");
+const TLS_ISSUE: &str = include_str!("scripts/tls_issue.sh");
 const MERGE_ENV: &str = include_str!("scripts/merge_env.sh");
 const SQL: &str = include_str!("scripts/sql.sh");
 const DEPLOY: &str = include_str!("scripts/deploy.sh");
@@ -204,6 +206,43 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
                 format!("write {path}"),
             )
         }
+        Step::WriteCertificate {
+            directory,
+            certificate,
+            key,
+        } => {
+            use base64::Engine as _;
+            let engine = base64::engine::general_purpose::STANDARD;
+            let pem = |value: &str| format!("{}\n", value.trim_end());
+            let stdin = format!(
+                "{}\n{}\n",
+                engine.encode(pem(ctx.secret(certificate)?)),
+                engine.encode(pem(ctx.secret(key)?))
+            );
+            simple(
+                TLS_WRITE,
+                vec![directory.clone()],
+                stdin.into_bytes(),
+                format!("write the certificate and key in {directory}"),
+            )
+        }
+        Step::IssueCertificate(issue) => simple(
+            TLS_ISSUE,
+            vec![
+                issue.site.clone(),
+                issue.email.clone(),
+                issue.directory.clone(),
+                issue.webroot.clone(),
+                issue.names.join(","),
+                crate::resources::tls::DEPLOY_HOOK.to_owned(),
+            ],
+            Vec::new(),
+            format!(
+                "certificate for {} from {}",
+                issue.names.join(", "),
+                issue.directory
+            ),
+        ),
         Step::RemoveFile { path, reload } => {
             let [reload, php] = reload_args(reload);
             simple(
@@ -312,6 +351,8 @@ fn deploy_command(deploy: &DeployStep) -> Result<Vec<RemoteCommand>, CommandErro
     ];
     args.extend(health_args(deploy));
     args.push(deploy.fingerprint());
+    let https = deploy.health.as_ref().is_some_and(|h| h.https);
+    args.push(if https { "https" } else { "http" }.to_owned());
     let stdin = deploy.script.clone().unwrap_or_default().into_bytes();
     let mut commands = simple(
         DEPLOY,

@@ -263,6 +263,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
             prune: options.prune,
             storage_sizes: &storage_sizes,
             backups: &backups,
+            now: chrono::Utc::now().timestamp(),
         };
         build_plan(&inputs)
     };

@@ -173,6 +173,7 @@ impl Daemon {
             prune: false,
             storage_sizes: &sizes,
             backups: &backups,
+            now: chrono::Utc::now().timestamp(),
         });
         let server = site.spec.server.as_str();
         let Some(site_plan) = plan

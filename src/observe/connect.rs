@@ -235,6 +235,7 @@ fn health_probe(site: &Site) -> Option<HealthProbe> {
         expect_status: health.expect_status,
         expect_body: health.expect_body.clone(),
         timeout_seconds: health.timeout_seconds,
+        https: site.spec.tls.is_some(),
     })
 }
 

@@ -59,6 +59,9 @@ pub struct HealthProbe {
     pub expect_status: u16,
     pub expect_body: Option<String>,
     pub timeout_seconds: u32,
+    /// Over HTTPS to the server itself (the site has `tls`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub https: bool,
 }
 
 /// A Redis server's TCP address, as seen from the server.

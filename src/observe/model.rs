@@ -108,6 +108,65 @@ pub struct ObservedSite {
     /// The status the site's last backup left on the server, when one ran there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<ObservedBackup>,
+    /// The site's certificates by where they are: `acme` (certbot's lineage), `files` (from
+    /// secrets, in `/etc/siteward/tls/<site>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certificates: BTreeMap<String, ObservedCertificate>,
+}
+
+/// A certificate on a server, as `openssl x509` describes it: never anything of its key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedCertificate {
+    /// Its DNS names (subject alternative names), lower case.
+    pub names: Vec<String>,
+    /// The issuer's distinguished name (RFC 2253).
+    pub issuer: String,
+    /// When it expires (unix seconds).
+    pub not_after: i64,
+    /// The SHA-256 of its DER, hex.
+    pub sha256: String,
+}
+
+impl ObservedCertificate {
+    /// Reads the lines of `openssl x509 -noout -fingerprint -sha256 -enddate -issuer
+    /// -nameopt RFC2253 -ext subjectAltName`; `None` without a fingerprint and an expiry.
+    pub fn from_openssl(lines: &[String]) -> Option<Self> {
+        let mut out = ObservedCertificate::default();
+        let mut expiry = None;
+        let mut in_names = false;
+        for line in lines {
+            let line = line.trim();
+            if let Some(hex) = line.strip_prefix("sha256 Fingerprint=") {
+                out.sha256 = hex.replace(':', "").to_lowercase();
+            } else if let Some(date) = line.strip_prefix("notAfter=") {
+                expiry = parse_openssl_date(date);
+            } else if let Some(issuer) = line.strip_prefix("issuer=") {
+                out.issuer = issuer.trim().to_owned();
+            } else if line.starts_with("X509v3 Subject Alternative Name") {
+                in_names = true;
+                continue;
+            } else if in_names {
+                out.names = line
+                    .split(", ")
+                    .filter_map(|name| name.strip_prefix("DNS:"))
+                    .map(str::to_lowercase)
+                    .collect();
+            }
+            in_names = false;
+        }
+        out.not_after = expiry?;
+        (!out.sha256.is_empty()).then_some(out)
+    }
+}
+
+/// `Dec  6 08:00:00 2027 GMT` → unix seconds.
+fn parse_openssl_date(text: &str) -> Option<i64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let joined = words.get(..4)?.join(" ");
+    chrono::NaiveDateTime::parse_from_str(&joined, "%b %d %H:%M:%S %Y")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
 }
 
 /// The last backup of a site on its server, as its script recorded it
@@ -314,4 +373,28 @@ pub struct ObservedProcess {
     /// `BACKOFF`, `EXITED`): why it stopped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_tail: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openssl_lines_give_names_issuer_expiry_and_fingerprint() {
+        let lines: Vec<String> = [
+            "sha256 Fingerprint=AB:CD:01",
+            "notAfter=Dec  6 08:00:00 2027 GMT",
+            "issuer=CN=Pebble Intermediate CA 1a2b3c",
+            "X509v3 Subject Alternative Name: ",
+            "    DNS:a.test, DNS:WWW.a.test",
+        ]
+        .map(String::from)
+        .to_vec();
+        let certificate = ObservedCertificate::from_openssl(&lines).unwrap();
+        assert_eq!(certificate.sha256, "abcd01");
+        assert_eq!(certificate.names, vec!["a.test", "www.a.test"]);
+        assert_eq!(certificate.issuer, "CN=Pebble Intermediate CA 1a2b3c");
+        assert_eq!(certificate.not_after, 1_828_080_000);
+        assert_eq!(ObservedCertificate::from_openssl(&lines[1..]), None);
+    }
 }

@@ -177,7 +177,7 @@ pub fn parse(stdout: &[u8], request: &ProbeRequest) -> Result<ObservedServer, Pr
 }
 
 /// `sw_site NAME USER DOMAIN PHP ENGINE DATABASE USERS STORAGE REPOSITORY REFERENCE
-/// HEALTHPATH STATUS BODY TIMEOUT`, every word quoted.
+/// HEALTHPATH STATUS BODY TIMEOUT SCHEME`, every word quoted.
 fn site_call(site: &SiteProbe) -> Result<String, QuoteError> {
     let (engine, database) = site.database.clone().unwrap_or_default();
     let (repository, reference) = site.source.clone().unwrap_or_default();
@@ -212,6 +212,11 @@ fn site_call(site: &SiteProbe) -> Result<String, QuoteError> {
                 .map(|h| h.timeout_seconds.to_string())
                 .unwrap_or_default(),
         )
+        .arg(if health.as_ref().is_some_and(|h| h.https) {
+            "https"
+        } else {
+            "http"
+        })
         .render()
 }
 

@@ -125,6 +125,9 @@ sw_server() {
   sw_service sshd sshd -- sshd
   sw_redis_installed=0
   sw_installed redis-server && sw_redis_installed=1
+  sw_flag sw_installed certbot
+  sw_rec service certbot "$sw_v" 0
+  sw_managed /etc/nginx/snippets/siteward-tls.conf
   sw_unloaded
 }
 
@@ -146,20 +149,28 @@ sw_site() {
   sw_requested_facts="$sw_requested_facts$1|$2|$3|$4|$5|$6|$7|$8$sw_nl"
   sw_examine primary "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" || return 0
   sw_source "$9" "$2"
-  [ -z "${11:-}" ] || sw_health "$1" "$3" "${11}" "${12}" "${13}" "${14}"
+  [ -z "${11:-}" ] || sw_health "$1" "$3" "${11}" "${12}" "${13}" "${14}" "${15:-http}"
 }
 
-# sw_health SITE DOMAIN PATH STATUS BODY TIMEOUT: the site's health check through the server's
-# own nginx with the site's Host header, in the background (its answer: sw_health_results).
+# sw_health SITE DOMAIN PATH STATUS BODY TIMEOUT SCHEME: the site's health check through the
+# server's own nginx with the site's Host header (over HTTPS with SNI for sites with TLS; the
+# certificate is not what it checks), in the background (its answer: sw_health_results).
 sw_health() {
   case $3 in /*) ;; *) return 0 ;; esac
   case $4$6 in *[!0-9]*) return 0 ;; esac
   sw_installed curl || return 0
   sw_hn=$((${sw_hn:-0} + 1))
   printf '%s\n%s\n%s\n' "$1" "$4" "$5" >"$sw_tmp/health.$sw_hn.want"
+  if [ "$7" = https ]; then
+    set -- "$@" --insecure --resolve "$2:443:127.0.0.1" "https://$2$3"
+  else
+    set -- "$@" -H "Host: $2" "http://127.0.0.1$3"
+  fi
+  sw_to=$6
   (
-    curl -s -o "$sw_tmp/health.$sw_hn.body" -w '%{http_code}\n' --max-time "$6" \
-      -H "Host: $2" "http://127.0.0.1$3" >"$sw_tmp/health.$sw_hn.code" 2>/dev/null
+    shift 7
+    curl -s -o "$sw_tmp/health.$sw_hn.body" -w '%{http_code}\n' --max-time "$sw_to" \
+      "$@" >"$sw_tmp/health.$sw_hn.code" 2>/dev/null
     : >"$sw_tmp/health.$sw_hn.done"
   ) &
 }
@@ -263,10 +274,24 @@ sw_managed_files() {
   sw_managed "/etc/siteward/backup/$sw_sn/config"
   sw_hashed "/etc/siteward/backup/$sw_sn/secrets"
   sw_hashed "/etc/siteward/backup/$sw_sn/siteward-backup"
+  sw_managed "/etc/cron.d/siteward-tls_$sw_sn"
+  sw_hashed "/etc/siteward/tls/$sw_sn/fullchain.pem"
+  sw_hashed "/etc/siteward/tls/$sw_sn/privkey.pem"
+  sw_certificate files "/etc/siteward/tls/$sw_sn/fullchain.pem"
+  sw_certificate acme "/etc/letsencrypt/live/$sw_sn/cert.pem"
   for sw_f in /etc/php/*/fpm/pool.d/"siteward-$sw_sn.conf"; do
     case $sw_f in *"$sw_tab"* | *"$sw_nl"* | *\\*) continue ;; esac
     sw_managed "$sw_f"
   done
+}
+
+# sw_certificate SOURCE FILE: the names, issuer, expiry and fingerprint of a site's certificate
+# (never anything of its key), by openssl, for the sites that have one.
+sw_certificate() {
+  [ -f "$2" ] && sw_installed openssl || return 0
+  openssl x509 -in "$2" -noout -fingerprint -sha256 -enddate -issuer -nameopt RFC2253 \
+    -ext subjectAltName >"$sw_tmp/cert.$sw_sn.$1" 2>/dev/null || return 0
+  sw_final kind=cert "site=$sw_sn" "source=$1" "$sw_tmp/cert.$sw_sn.$1"
 }
 
 sw_programs() {
@@ -917,6 +942,7 @@ kind == "facts" || kind == "lock" || kind == "backup-status" {
   tag = (kind == "facts" ? "fact" : kind == "lock" ? "lock" : "backup")
   out(tag "\t" t(site) "\t" t(substr($0, 1, eq - 1)) "\t" t(substr($0, eq + 1))); next
 }
+kind == "cert" { out("cert\t" t(site) "\t" t(source) "\t" t($0)); next }
 kind == "journal" { out("journal\t" t(site) "\t" t($0)); next }
 kind == "crontab" {
   if (!(user in cron)) cron[user] = 0

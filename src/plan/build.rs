@@ -27,6 +27,8 @@ pub struct PlanInputs<'a> {
     pub storage_sizes: &'a BTreeMap<String, MoveSizes>,
     /// Each site's backups as the specs say, by site name.
     pub backups: &'a BTreeMap<String, crate::backup::resource::BackupDesired>,
+    /// The time of the plan (unix seconds): how long certificates have left.
+    pub now: i64,
 }
 
 /// Builds the plan.
@@ -55,6 +57,7 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
         .unwrap_or(&empty);
     let sources = migration_sources(site, inputs.observed);
     let mut blocked_by = blocking_problems(site, server, inputs.observed.get(server));
+    blocked_by.extend(tls_problems(site, server, inputs));
     blocked_by.extend(unresolved_source(
         site,
         observed,
@@ -92,6 +95,7 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
             inputs.secrets,
             server,
             &site_spec_hash(site),
+            inputs.now,
         );
         let record = changes.pop();
         changes.extend(crate::backup::resource::diff(
@@ -275,6 +279,34 @@ fn blocking_problems(site: &Site, name: &str, server: Option<&ObservedServer>) -
         .collect()
 }
 
+/// What stops a site's HTTPS: a certificate and key from secrets that nginx would serve badly,
+/// or an ACME certificate on a server without certbot.
+fn tls_problems(site: &Site, server: &str, inputs: &PlanInputs) -> Vec<String> {
+    use crate::spec::tls::TlsSource;
+    let Some(tls) = &site.spec.tls else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some((message, error)) = crate::resources::tls::refusal(tls, inputs.secrets, inputs.now)
+    {
+        out.push(format!("{message} (hint: {})", error.hint()));
+    }
+    let certbot = inputs
+        .observed
+        .get(server)
+        .and_then(|s| s.services.get("certbot"))
+        .is_some_and(|s| s.installed);
+    if matches!(tls.source(), Some(TlsSource::Acme(_)))
+        && !certbot
+        && inputs.observed.contains_key(server)
+    {
+        out.push(format!(
+            "preflight: certbot is not installed on `{server}`, and `tls.acme` needs it: install it there (Debian/Ubuntu: `apt-get install certbot`)"
+        ));
+    }
+    out
+}
+
 /// Sites recorded on a server where no spec places them.
 fn orphans(inputs: &PlanInputs) -> Vec<SitePlan> {
     let mut out = Vec::new();
@@ -426,6 +458,7 @@ mod tests {
             prune: false,
             storage_sizes: &sizes,
             backups: &BTreeMap::new(),
+            now: 1_800_000_000,
         })
     }
 
@@ -495,6 +528,7 @@ mod tests {
             prune: false,
             storage_sizes: &sizes,
             backups: &BTreeMap::new(),
+            now: 1_800_000_000,
         });
         let on_b = plan.sites.iter().find(|s| s.server == "b").unwrap();
         assert_eq!(on_b.disposition, SiteDisposition::Reconcile);

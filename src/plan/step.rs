@@ -37,6 +37,16 @@ pub enum Step {
         path: String,
         entries: BTreeMap<String, SecretRef>,
     },
+    /// Write a site's certificate chain (`fullchain.pem`, 0644) and key (`privkey.pem`, 0600)
+    /// into `directory` from secrets: the values are resolved by the executor and travel on
+    /// stdin; `nginx -t` must pass before nginx reloads, or both files are put back.
+    WriteCertificate {
+        directory: String,
+        certificate: SecretRef,
+        key: SecretRef,
+    },
+    /// Obtain (or renew) a site's certificate from an ACME CA with certbot on the server.
+    IssueCertificate(Box<IssueStep>),
     /// Remove a file, then reload what used it.
     RemoveFile { path: String, reload: Reload },
     /// Set keys in a `.env` file, keeping every other line as it is.
@@ -84,6 +94,21 @@ pub enum Step {
     },
     /// Remove a whole site that no spec names any more (`apply --prune`).
     RemoveSite(Box<RemoveSiteStep>),
+}
+
+/// An ACME certificate issued by certbot in webroot mode (never its nginx installer), lineage
+/// `--cert-name <site>`, with a deploy hook that reloads nginx on every renewal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueStep {
+    pub site: String,
+    /// The domain first, then the aliases.
+    pub names: Vec<String>,
+    pub email: String,
+    /// The CA's ACME directory URL.
+    pub directory: String,
+    /// Where certbot writes the challenges that nginx serves.
+    pub webroot: String,
 }
 
 /// A deploy.
@@ -138,6 +163,10 @@ pub struct HealthCheck {
     pub expect_status: u16,
     pub expect_body: Option<String>,
     pub timeout_seconds: u32,
+    /// Ask over HTTPS (SNI and Host the site's domain, to the server itself): the site has
+    /// `tls`. The certificate is not what this checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub https: bool,
 }
 
 /// A switch back to an earlier release.

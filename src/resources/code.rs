@@ -116,6 +116,7 @@ pub fn deploy_step(desired: &DesiredSite, revision: String) -> DeployStep {
             expect_status: h.expect_status,
             expect_body: h.expect_body.clone(),
             timeout_seconds: h.timeout_seconds,
+            https: desired.tls.is_some(),
         }),
     }
 }

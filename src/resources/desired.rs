@@ -25,6 +25,8 @@ pub struct DesiredSite<'a> {
     pub workers: Vec<&'a Worker>,
     /// Storage paths, with the Laravel ones added.
     pub storage: Vec<String>,
+    /// HTTPS, when the spec's `tls` names one source of certificates.
+    pub tls: Option<&'a crate::spec::tls::TlsSpec>,
 }
 
 /// A cron job, and whether it came from a default.
@@ -64,6 +66,7 @@ impl<'a> DesiredSite<'a> {
             crons: Vec::new(),
             workers: spec.workers.iter().collect(),
             storage: Vec::new(),
+            tls: spec.tls.as_ref().filter(|tls| tls.source().is_some()),
         };
         desired.crons = desired.build_crons(&spec.crons);
         desired.storage = desired.build_storage(&spec.storage);

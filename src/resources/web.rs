@@ -7,6 +7,7 @@ use crate::observe::ObservedSite;
 use crate::plan::step::Reload;
 use crate::plan::{Change, ResourceKind};
 use crate::spec::site::SiteType;
+use crate::spec::tls::TlsSource;
 
 const HEADER: &str = "# Managed by siteward: edits here are overwritten by the next apply.";
 
@@ -33,11 +34,59 @@ pub fn pool_file(desired: &DesiredSite) -> Option<ManagedFile> {
     ))
 }
 
+/// Which vhost to render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VhostForm {
+    /// What the spec asks for: port 80, and with `tls` port 443 (and the redirect).
+    Wanted,
+    /// Port 80 only, answering ACME challenges: while a site's first certificate is issued.
+    Interim,
+}
+
 /// The nginx vhost file.
 pub fn vhost_file(desired: &DesiredSite) -> ManagedFile {
+    let content = render_vhost(desired, VhostForm::Wanted);
+    ManagedFile::system(layout::vhost_path(desired.name), content, Reload::Nginx)
+}
+
+/// The vhost's text in `form`.
+pub fn render_vhost(desired: &DesiredSite, form: VhostForm) -> String {
     let spec = &desired.site.spec;
     let mut names = vec![desired.domain.to_owned()];
     names.extend(spec.aliases.iter().cloned());
+    let names = names.join(" ");
+    let body = vhost_body(desired);
+    let acme = desired
+        .tls
+        .is_some_and(|tls| matches!(tls.source(), Some(TlsSource::Acme(_))));
+    let challenge = if acme {
+        super::tls::challenge_location()
+    } else {
+        String::new()
+    };
+    let head = |listen: &str| format!("server {{\n{listen}    server_name {names};\n");
+    let Some(tls) = desired.tls.filter(|_| form == VhostForm::Wanted) else {
+        return format!(
+            "{HEADER}\n{}{challenge}{body}}}\n",
+            head("    listen 80;\n")
+        );
+    };
+    let lines = super::tls::server_lines(desired.name, tls);
+    if tls.redirect {
+        format!(
+            "{HEADER}\n{}{challenge}    location / {{\n        return 301 https://$host$request_uri;\n    }}\n}}\n\n{}{lines}{body}}}\n",
+            head("    listen 80;\n"),
+            head("    listen 443 ssl http2;\n"),
+        )
+    } else {
+        let both = "    listen 80;\n    listen 443 ssl http2;\n";
+        format!("{HEADER}\n{}{challenge}{lines}{body}}}\n", head(both))
+    }
+}
+
+/// Everything of a server block after its `listen` and `server_name` lines, but its `}`.
+fn vhost_body(desired: &DesiredSite) -> String {
+    let spec = &desired.site.spec;
     let root = match &spec.web_directory {
         Some(directory) => format!("{}/{directory}", desired.live),
         None => desired.live.clone(),
@@ -45,8 +94,7 @@ pub fn vhost_file(desired: &DesiredSite) -> ManagedFile {
     let name = desired.name;
     let php = pool_file(desired).is_some();
     let mut out = format!(
-        "{HEADER}\nserver {{\n    listen 80;\n    server_name {names};\n    root {root};\n    index {index};\n    charset utf-8;\n    client_max_body_size 64m;\n    access_log /var/log/nginx/siteward-{name}.access.log;\n    error_log /var/log/nginx/siteward-{name}.error.log;\n\n    location ~ /\\.(?!well-known) {{\n        deny all;\n    }}\n\n",
-        names = names.join(" "),
+        "    root {root};\n    index {index};\n    charset utf-8;\n    client_max_body_size 64m;\n    access_log /var/log/nginx/siteward-{name}.access.log;\n    error_log /var/log/nginx/siteward-{name}.error.log;\n\n    location ~ /\\.(?!well-known) {{\n        deny all;\n    }}\n\n",
         index = if php {
             "index.php index.html"
         } else {
@@ -55,13 +103,13 @@ pub fn vhost_file(desired: &DesiredSite) -> ManagedFile {
     );
     if php {
         out.push_str(&format!(
-            "    location / {{\n        try_files $uri $uri/ /index.php?$query_string;\n    }}\n\n    location ~ \\.php$ {{\n        fastcgi_pass unix:{socket};\n        fastcgi_split_path_info ^(.+\\.php)(/.+)$;\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n        fastcgi_param DOCUMENT_ROOT $realpath_root;\n        fastcgi_hide_header X-Powered-By;\n    }}\n}}\n",
+            "    location / {{\n        try_files $uri $uri/ /index.php?$query_string;\n    }}\n\n    location ~ \\.php$ {{\n        fastcgi_pass unix:{socket};\n        fastcgi_split_path_info ^(.+\\.php)(/.+)$;\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n        fastcgi_param DOCUMENT_ROOT $realpath_root;\n        fastcgi_hide_header X-Powered-By;\n    }}\n",
             socket = layout::fpm_socket(name)
         ));
     } else {
-        out.push_str("    location / {\n        try_files $uri $uri/ =404;\n    }\n}\n");
+        out.push_str("    location / {\n        try_files $uri $uri/ =404;\n    }\n");
     }
-    ManagedFile::system(layout::vhost_path(name), out, Reload::Nginx)
+    out
 }
 
 /// # Guarantees

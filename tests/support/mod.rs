@@ -28,6 +28,7 @@ pub mod daemon;
 pub mod migration;
 pub mod site;
 pub mod sshd;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::fmt;

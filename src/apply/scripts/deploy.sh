@@ -10,12 +10,13 @@
 # $10 storage:link (yes|no), $11 shared paths (comma separated), $12 restart commands (newline
 # separated, run as the site user after the switch), $13 supervisor programs restarted after the
 # switch (newline separated), $14 health path (empty: no check), $15 expected status,
-# $16 expected body text, $17 health timeout in seconds, $18 the deploy's fingerprint
+# $16 expected body text, $17 health timeout in seconds, $18 the deploy's fingerprint,
+# $19 the health check's scheme (http, or https for sites with TLS; default http)
 # stdin: the deploy script (may be empty)
 set -eu
 strategy=$1 user=$2 root=$3 repository=$4 revision=$5 keep=$6 php=$7 domain=$8 branch=$9
 storage_link=${10} shared=${11} restart=${12} programs=${13} health_path=${14}
-health_status=${15} health_body=${16} health_timeout=${17} fingerprint=${18}
+health_status=${15} health_body=${16} health_timeout=${17} fingerprint=${18} scheme=${19:-http}
 home=$(getent passwd "$user" | cut -d: -f6)
 script_file=$(mktemp /tmp/.siteward-deploy.XXXXXX)
 trap 'rm -f "$script_file"' EXIT
@@ -73,8 +74,13 @@ healthy() {
   while :; do
     left=$((deadline - $(date +%s)))
     [ "$left" -ge 1 ] || left=1
+    if [ "$scheme" = https ]; then
+      set -- --insecure --resolve "$domain:443:127.0.0.1" "https://$domain$health_path"
+    else
+      set -- --header "Host: $domain" "http://127.0.0.1$health_path"
+    fi
     code=$(curl --noproxy '*' --silent --max-time "$left" --output "$body_file" --write-out '%{http_code}' \
-      --header "Host: $domain" "http://127.0.0.1$health_path" 2>/dev/null) || code=${code:-000}
+      "$@" 2>/dev/null) || code=${code:-000}
     why=
     [ "$code" = "$health_status" ] || why="GET $health_path answered $code, expected $health_status"
     if [ -z "$why" ] && [ -n "$health_body" ] && ! grep -qF -- "$health_body" "$body_file"; then

@@ -79,6 +79,8 @@ pub(super) struct Answer {
     pub refs: BTreeMap<String, BTreeMap<String, String>>,
     /// Site → its health check's answer.
     pub health: BTreeMap<String, ObservedHealth>,
+    /// (site, source) → the lines `openssl x509` printed of its certificate.
+    pub certificates: BTreeMap<(String, String), Vec<String>>,
 }
 
 impl Answer {
@@ -166,6 +168,10 @@ impl Answer {
                 let site = f.text()?;
                 let (status, ok) = (f.number()?, f.flag()?);
                 self.health.insert(site, ObservedHealth { status, ok });
+            }
+            "cert" => {
+                let key = (f.text()?, f.text()?);
+                self.certificates.entry(key).or_default().push(f.text()?);
             }
             "source" => _ = self.sources.insert(f.token()?.to_owned(), f.text()?),
             "ref" => self.reference(f)?,

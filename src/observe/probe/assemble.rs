@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 use super::answer::{Answer, EngineRows, Stat};
 use crate::layout;
 use crate::observe::{
-    LockRecord, ObservedBackup, ObservedDatabase, ObservedDatabaseUser, ObservedFile, ObservedPath,
-    ObservedProblem, ObservedServer, ObservedSite, PathKind, ProbeRequest, SiteProbe, SiteRecord,
+    LockRecord, ObservedBackup, ObservedCertificate, ObservedDatabase, ObservedDatabaseUser,
+    ObservedFile, ObservedPath, ObservedProblem, ObservedServer, ObservedSite, PathKind,
+    ProbeRequest, SiteProbe, SiteRecord,
 };
 
 /// Builds the observed server: every site of the request and every recorded site.
@@ -77,6 +78,14 @@ fn observe_site(answer: &mut Answer, name: &str, wanted: Option<&SiteProbe>) -> 
         facts,
         server_now: answer.clock,
     });
+    for source in ["acme", "files"] {
+        let lines = answer
+            .certificates
+            .remove(&(name.to_owned(), source.to_owned()));
+        if let Some(certificate) = lines.and_then(|l| ObservedCertificate::from_openssl(&l)) {
+            site.certificates.insert(source.to_owned(), certificate);
+        }
+    }
     site
 }
 
@@ -375,6 +384,7 @@ impl<'a> FileOwners<'a> {
         }
         let candidates = [
             backup_file_site(path),
+            tls_file_site(path),
             path.strip_prefix("/etc/nginx/conf.d/siteward-")
                 .and_then(|rest| rest.strip_suffix(".conf")),
             path.strip_prefix("/etc/cron.d/siteward-"),
@@ -386,6 +396,7 @@ impl<'a> FileOwners<'a> {
             .filter_map(|candidate| self.named(candidate))
             .find(|name| {
                 layout::backup_owner(path, std::slice::from_ref(*name)).is_some()
+                    || layout::tls_owner(path, std::slice::from_ref(*name)).is_some()
                     || path == layout::vhost_path(name)
                     || path == layout::cron_path(name)
                     || layout::pool_version(path, name).is_some()
@@ -401,6 +412,16 @@ impl<'a> FileOwners<'a> {
             .filter(|(at, _)| rest.len() > at + 1)
             .find_map(|(at, _)| self.named(&rest[..at]))
     }
+}
+
+/// The site named by a TLS file's path: `/etc/cron.d/siteward-tls_<site>` or a file directly in
+/// `/etc/siteward/tls/<site>/`.
+fn tls_file_site(path: &str) -> Option<&str> {
+    if let Some(site) = path.strip_prefix("/etc/cron.d/siteward-tls_") {
+        return Some(site);
+    }
+    let (site, file) = path.strip_prefix("/etc/siteward/tls/")?.split_once('/')?;
+    (!file.contains('/')).then_some(site)
 }
 
 /// The site named by a backup file's path: `/etc/cron.d/siteward-backup_<site>` or a file
@@ -546,12 +567,39 @@ fn attach_files(
             observed.files.insert(path.clone(), file);
         }
     }
+    // The TLS snippet is every site's: each HTTPS vhost includes it.
+    if let Some(file) = shared_snippet(answer, &contents) {
+        for observed in server.sites.values_mut() {
+            observed
+                .files
+                .insert(layout::TLS_SNIPPET.to_owned(), file.clone());
+        }
+    }
     for path in &answer.unloaded {
+        if path == layout::TLS_SNIPPET {
+            server
+                .sites
+                .values_mut()
+                .for_each(|observed| _ = observed.unloaded.insert(path.clone()));
+            continue;
+        }
         let site = owners.of_path(path);
         if let Some(observed) = site.and_then(|site| server.sites.get_mut(site)) {
             observed.unloaded.insert(path.clone());
         }
     }
+}
+
+fn shared_snippet(answer: &Answer, contents: &BTreeMap<String, String>) -> Option<ObservedFile> {
+    let path = layout::TLS_SNIPPET;
+    let stat = answer.stats.get(path)?;
+    Some(ObservedFile {
+        sha256: answer.hashes.get(path)?.clone(),
+        owner: stat.owner.clone(),
+        group: stat.group.clone(),
+        mode: stat.mode,
+        content: contents.get(path).cloned(),
+    })
 }
 
 fn attach_processes(server: &mut ObservedServer, answer: &mut Answer, owners: &FileOwners<'_>) {

@@ -1,0 +1,317 @@
+//! HTTPS under test: certificates made with openssl, requests with curl and `openssl s_client`
+//! from the machine, and a real ACME CA: Debian's `pebble`, with `pebble-challtestsrv`
+//! answering its DNS queries for the test domains with the host's address (pebble validates
+//! HTTP-01 on port 80 of that address, through the host's own nginx).
+
+use super::{CommandOutput, Host, run_with_stdin};
+use anyhow::{Context, Result, bail, ensure};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// The machine address every host routes to (scripts/fleet's git daemon address).
+pub const MACHINE: &str = "10.77.0.1";
+
+/// Runs `openssl ARGS` in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let mut command = Command::new("openssl");
+    command.args(args).current_dir(dir);
+    let out = run_with_stdin(command, None)?;
+    ensure!(out.success(), "openssl {}: {out}", args.join(" "));
+    Ok(())
+}
+
+/// A certificate authority of the test's own, in a temporary directory.
+pub struct TestCa {
+    pub dir: TempDir,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Result<TestCa> {
+        let dir = tempfile::Builder::new().prefix("siteward-ca-").tempdir()?;
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "3650",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        )?;
+        Ok(TestCa { dir })
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Issues `<stem>.pem` (leaf + this CA: a full chain) and `<stem>.key` for `names`
+    /// (`DNS:` or `IP:` entries of subjectAltName).
+    pub fn issue(&self, stem: &str, san: &str) -> Result<(PathBuf, PathBuf)> {
+        let dir = self.dir.path();
+        let key = format!("{stem}.key");
+        let csr = format!("{stem}.csr");
+        let leaf = format!("{stem}.leaf");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={stem}"),
+            ],
+        )?;
+        std::fs::write(
+            dir.join(format!("{stem}.ext")),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "365",
+                "-extfile",
+                &format!("{stem}.ext"),
+                "-out",
+                &leaf,
+            ],
+        )?;
+        let chain = std::fs::read_to_string(dir.join(&leaf))?
+            + &std::fs::read_to_string(dir.join("ca.pem"))?;
+        std::fs::write(dir.join(format!("{stem}.pem")), chain)?;
+        Ok((dir.join(format!("{stem}.pem")), dir.join(key)))
+    }
+}
+
+/// `curl` from the machine to `https://NAME/PATH` on the host (SNI `name`, `--resolve`),
+/// trusting only `ca`; returns status and body. A certificate curl does not trust is an error.
+pub fn https_get(host: &Host, name: &str, path: &str, ca: &Path) -> Result<(u16, String)> {
+    let url = format!("https://{name}{path}");
+    let output = Command::new("curl")
+        .args([
+            "--noproxy",
+            "*",
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+        ])
+        .args(["--resolve", &format!("{name}:443:{}", host.address)])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--output", "-", "--write-out", "\n%{http_code}", &url])
+        .stdin(Stdio::null())
+        .output()?;
+    let out = CommandOutput::from(output);
+    ensure!(out.success(), "curl {url}: {out}");
+    let (body, status) = out.stdout.rsplit_once('\n').unwrap_or(("", &out.stdout));
+    Ok((status.trim().parse()?, body.to_owned()))
+}
+
+/// `http://NAME/PATH` on the host without following redirects: status and `Location`.
+pub fn http_head(host: &Host, name: &str, path: &str) -> Result<(u16, String)> {
+    let url = format!("http://{}{path}", host.address);
+    let output = Command::new("curl")
+        .args([
+            "--noproxy",
+            "*",
+            "--silent",
+            "--max-time",
+            "20",
+            "--output",
+            "/dev/null",
+        ])
+        .args(["--header", &format!("Host: {name}")])
+        .args(["--write-out", "%{http_code} %{redirect_url}", &url])
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, location) = text.split_once(' ').unwrap_or((&text, ""));
+    Ok((status.parse()?, location.to_owned()))
+}
+
+/// The SHA-256 fingerprint (hex, lower case) and the not-after date of the certificate the
+/// host serves for `name` on port 443.
+pub fn served_certificate(host: &Host, name: &str) -> Result<(String, String)> {
+    let script = format!(
+        "openssl s_client -connect {}:443 -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 -enddate",
+        host.address
+    );
+    let out = Command::new("sh").args(["-c", &script]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fingerprint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256 Fingerprint="))
+        .with_context(|| format!("no certificate served for {name}: {text}"))?;
+    let until = text
+        .lines()
+        .find_map(|l| l.strip_prefix("notAfter="))
+        .unwrap_or_default();
+    Ok((
+        fingerprint.replace(':', "").to_lowercase(),
+        until.to_owned(),
+    ))
+}
+
+/// A running pebble with its DNS (pebble-challtestsrv): stopped when dropped.
+pub struct Pebble {
+    children: Vec<Child>,
+    pub dir: TempDir,
+    /// The ACME directory URL hosts reach.
+    pub directory: String,
+    management: String,
+}
+
+impl Pebble {
+    /// Starts pebble on ports `14000 + 10 * slot` (ACME) and `+1` (management), its DNS on
+    /// `+2`, resolving every name to `host`'s address; certificates valid `validity` seconds.
+    /// `host` is made to trust pebble's HTTPS listener, as a server trusts a private CA.
+    pub fn start(host: &Host, slot: u16, validity: u64) -> Result<Pebble> {
+        let base = 14000 + 10 * slot;
+        let (acme, management, dns) = (base, base + 1, base + 2);
+        let ca = TestCa::new("siteward test ACME listener")?;
+        let (cert, key) = ca.issue("pebble", &format!("IP:{MACHINE},DNS:localhost"))?;
+        let dir = ca.dir;
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("{MACHINE}:{acme}"),
+            "managementListenAddress": format!("{MACHINE}:{management}"),
+            "certificate": cert, "privateKey": key,
+            "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": validity,
+        }});
+        std::fs::write(dir.path().join("pebble.json"), config.to_string())?;
+        trust_on_host(host, &std::fs::read_to_string(dir.path().join("ca.pem"))?)?;
+        let logs = dir.path().to_owned();
+        let log = |name: &str| std::fs::File::create(logs.join(name));
+        let challtestsrv = Command::new("pebble-challtestsrv")
+            .args([
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+            ])
+            .args([
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{}", base + 3),
+            ])
+            .args(["-defaultIPv4", &host.address, "-defaultIPv6", ""])
+            .stdout(log("challtestsrv.log")?)
+            .stderr(log("challtestsrv.err")?)
+            .spawn()
+            .context("failed to start pebble-challtestsrv (scripts/install-deps --tests)")?;
+        let mut pebble = Pebble {
+            children: vec![challtestsrv],
+            directory: format!("https://{MACHINE}:{acme}/dir"),
+            management: format!("https://{MACHINE}:{management}"),
+            dir,
+        };
+        let server = Command::new("pebble")
+            .arg("-config")
+            .arg(pebble.dir.path().join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log")?)
+            .stderr(log("pebble.err")?)
+            .spawn()
+            .context("failed to start pebble (scripts/install-deps --tests)")?;
+        pebble.children.push(server);
+        pebble.wait_ready()?;
+        Ok(pebble)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if self.roots().is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("pebble did not answer within 20 s: {}", self.logs())
+    }
+
+    /// pebble's issuing root, to verify what the hosts serve; written as `roots.pem`.
+    pub fn roots(&self) -> Result<PathBuf> {
+        let path = self.dir.path().join("roots.pem");
+        let out = Command::new("curl")
+            .args(["--noproxy", "*", "-sSf", "--max-time", "5", "--cacert"])
+            .arg(self.dir.path().join("ca.pem"))
+            .arg(format!("{}/roots/0", self.management))
+            .arg("-o")
+            .arg(&path)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(path)
+    }
+
+    /// pebble's and its DNS's logs, for failure messages.
+    pub fn logs(&self) -> String {
+        ["pebble.log", "pebble.err", "challtestsrv.err"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Makes `host` trust `ca` (a block of its own in the host's CA bundle, replaced each time).
+pub fn trust_on_host(host: &Host, ca: &str) -> Result<()> {
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let script = format!(
+        "sed -i '/# siteward-test-acme begin/,/# siteward-test-acme end/d' {bundle} && \
+         {{ echo '# siteward-test-acme begin'; cat; echo '# siteward-test-acme end'; }} >> {bundle}"
+    );
+    host.exec_with_stdin(&script, Some(ca.as_bytes())).map(drop)
+}

