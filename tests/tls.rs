@@ -11,7 +11,7 @@ mod support;
 use anyhow::{Result, ensure};
 use support::Fleet;
 use support::site::{Shape, SiteUnderTest as Site, site_spec};
-use support::tls::{TestCa, http_head, https_get, served_certificate};
+use support::tls::{Pebble, TestCa, http_head, https_get, served_certificate};
 
 /// Writes the site's spec (a Laravel site following `main`) with `tls` appended.
 fn write_with_tls(site: &Site, tls: &str) -> Result<()> {
@@ -130,5 +130,132 @@ fn a_certificate_from_secrets_serves_https_redirects_http_and_refuses_a_wrong_ke
         let in_store = store.windows(canary.len()).any(|w| w == canary.as_bytes());
         ensure!(!in_store, "the key is in the state store");
     }
+    Ok(())
+}
+
+/// 90 days, as Let's Encrypt issues.
+const NINETY_DAYS: u64 = 90 * 86400;
+
+fn acme_section(pebble: &Pebble) -> String {
+    format!(
+        "    acme:\n      email: ops@example.com\n      directory: \"{}\"\n",
+        pebble.directory
+    )
+}
+
+/// The site's spec with `aliases` and an ACME `tls` section.
+fn write_acme(site: &Site, pebble: &Pebble, aliases: &[&str]) -> Result<()> {
+    write_with_tls(site, &acme_section(pebble))?;
+    let path = site
+        .workspace
+        .specs_dir()
+        .join(format!("sites/{}.yaml", site.name));
+    let text = std::fs::read_to_string(&path)?;
+    let domain = format!("  domain: {}.test\n", site.name);
+    let with = format!("{domain}  aliases: [{}]\n", aliases.join(", "));
+    std::fs::write(&path, text.replace(&domain, &with))?;
+    Ok(())
+}
+
+/// Removes the site's certbot lineage and the ACME accounts (pebble forgets its accounts when
+/// it stops, a real CA does not).
+fn clean_acme(host: &support::Host, name: &str) -> Result<()> {
+    host.exec(&format!(
+        "rm -rf /etc/letsencrypt/accounts /etc/letsencrypt/live/{name} /etc/letsencrypt/archive/{name} /etc/letsencrypt/renewal/{name}.conf /etc/cron.d/siteward-tls_{name}"
+    ))
+    .map(drop)
+}
+
+#[test]
+fn an_acme_certificate_is_issued_by_certbot_served_kept_and_reissued_for_a_new_alias() -> Result<()>
+{
+    let host = Fleet::host("t-tls-b")?;
+    let pebble = Pebble::start(&host, 1, NINETY_DAYS)?;
+    let roots = pebble.roots()?;
+    let site = Site::following(&host, "tacme", "main")?;
+    clean_acme(&host, "tacme")?;
+    write_acme(&site, &pebble, &["www.tacme.test"])?;
+    let plan = site.siteward(&["plan"])?;
+    plan.assert_success();
+    ensure!(
+        plan.stdout.contains("no certificate yet: certbot asks"),
+        "the plan says it issues: {plan}"
+    );
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    for name in ["tacme.test", "www.tacme.test"] {
+        let (status, body) = https_get(&host, name, "/", &roots)?;
+        ensure!(
+            status == 200 && body.contains("\"version\""),
+            "{name}: {status} {body}"
+        );
+    }
+    let (status, location) = http_head(&host, "tacme.test", "/")?;
+    ensure!(
+        status == 301 && location == "https://tacme.test/",
+        "{status} {location}"
+    );
+    let again = site.apply()?;
+    again.assert_success();
+    ensure!(again.stdout.contains("No changes"), "second apply: {again}");
+
+    // Renewal runs without siteward: certbot's lineage has the deploy hook, cron runs certbot.
+    let renewal = host.read_file("/etc/letsencrypt/renewal/tacme.conf")?;
+    ensure!(
+        renewal.contains("renew_hook = nginx -t -q && nginx -s reload"),
+        "{renewal}"
+    );
+    ensure!(renewal.contains("webroot"), "{renewal}");
+    let cron = host.read_file("/etc/cron.d/siteward-tls_tacme")?;
+    ensure!(
+        cron.contains("root certbot renew --cert-name tacme --quiet"),
+        "{cron}"
+    );
+
+    let (before, _) = served_certificate(&host, "tacme.test")?;
+    write_acme(&site, &pebble, &["www.tacme.test", "shop.tacme.test"])?;
+    let plan = site.siteward(&["plan"])?;
+    ensure!(
+        plan.stdout
+            .contains("the spec names tacme.test, www.tacme.test, shop.tacme.test"),
+        "an added alias reissues: {plan}"
+    );
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (status, _) = https_get(&host, "shop.tacme.test", "/", &roots)?;
+    ensure!(status == 200, "the new alias serves: {status}");
+    let (after, _) = served_certificate(&host, "tacme.test")?;
+    ensure!(after != before, "a new certificate is served");
+    ensure!(site.apply()?.stdout.contains("No changes"));
+    Ok(())
+}
+
+#[test]
+fn a_certificate_near_expiry_is_renewed_by_the_server_and_by_siteward() -> Result<()> {
+    let host = Fleet::host("t-tls-c")?;
+    // A CA that issues for 20 days: every certificate is inside the 30 days of renewal.
+    let pebble = Pebble::start(&host, 2, 20 * 86400)?;
+    let site = Site::following(&host, "trenew", "main")?;
+    clean_acme(&host, "trenew")?;
+    write_acme(&site, &pebble, &[])?;
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (first, _) = served_certificate(&host, "trenew.test")?;
+    let plan = site.siteward(&["plan"])?;
+    ensure!(
+        plan.stdout.contains("fewer than 30 remain, renew it"),
+        "the plan renews it: {plan}"
+    );
+    // What the server's cron runs, siteward not involved: certbot renews, its hook reloads nginx.
+    host.exec("certbot renew --cert-name trenew --quiet --no-random-sleep-on-renew")?;
+    let (renewed, _) = served_certificate(&host, "trenew.test")?;
+    ensure!(
+        renewed != first,
+        "the server renewed and serves the new certificate"
+    );
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (third, _) = served_certificate(&host, "trenew.test")?;
+    ensure!(third != renewed, "siteward renewed it too");
     Ok(())
 }

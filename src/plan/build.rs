@@ -476,6 +476,22 @@ mod tests {
     }
 
     #[test]
+    fn an_acme_site_on_a_server_without_certbot_is_refused_by_the_preflight() {
+        let text = "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {name: a}\nspec: {address: 192.0.2.1}\n---\n\
+             apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {name: shop}\n\
+             spec: {server: a, type: static, domain: shop.test, user: shop, tls: {acme: {email: ops@example.com}}}\n";
+        let site = crate::spec::first_site_of(text);
+        let plan = plan_for(&site, "none");
+        assert_eq!(
+            plan.sites[0].blocked_by,
+            vec![
+                "preflight: certbot is not installed on `a`, and `tls.acme` needs it: install it there (Debian/Ubuntu: `apt-get install certbot`)"
+            ]
+        );
+        assert!(plan.sites[0].changes.is_empty());
+    }
+
+    #[test]
     fn a_site_recorded_on_another_server_is_a_migration_that_preflight_can_refuse() {
         let site = site("b");
         let plan = plan_for(&site, "a");
