@@ -266,6 +266,7 @@ fn validation_input(site: &Site, jobs: JobsExpected, db_password: &str) -> Valid
         crons: true,
         workers: vec!["queue".to_owned()],
         jobs,
+        https: None,
     }
 }
 

@@ -259,3 +259,74 @@ fn a_certificate_near_expiry_is_renewed_by_the_server_and_by_siteward() -> Resul
     ensure!(third != renewed, "siteward renewed it too");
     Ok(())
 }
+
+#[test]
+fn a_migration_carries_the_acme_certificate_and_serves_it_on_the_target_before_the_cutover()
+-> Result<()> {
+    use support::migration::Move;
+    use support::tls::CmdlineWatch;
+    let site = Move::new("t-tls-d", "t-tls-e", "tmove", "mariadb")?;
+    let pebble = Pebble::start(&site.a, 3, NINETY_DAYS)?;
+    let roots = pebble.roots()?;
+    for host in [&site.a, &site.b] {
+        clean_acme(host, "tmove")?;
+    }
+    let with_tls = |server: &str| -> Result<()> {
+        site.place(server, "test", "keep")?;
+        let path = site.workspace.specs_dir().join("sites/site.yaml");
+        let text = std::fs::read_to_string(&path)? + "  tls:\n" + &acme_section(&pebble);
+        std::fs::write(&path, text)?;
+        Ok(())
+    };
+    with_tls("a")?;
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (on_a, _) = served_certificate(&site.a, "tmove.test")?;
+
+    with_tls("b")?;
+    let plan = site.siteward(&["plan"])?;
+    ensure!(
+        plan.stdout
+            .contains("carried from `a` with certbot's lineage: for tmove.test"),
+        "the plan carries the certificate: {plan}"
+    );
+    let key = site
+        .a
+        .read_file("/etc/letsencrypt/live/tmove/privkey.pem")?;
+    let canary = key.lines().nth(1).unwrap_or_default().to_owned();
+    let watches = [
+        CmdlineWatch::start(&site.a, &canary)?,
+        CmdlineWatch::start(&site.b, &canary)?,
+    ];
+    let apply = site.apply()?;
+    for watch in watches {
+        watch.finish()?;
+    }
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (on_b, until) = served_certificate(&site.b, "tmove.test")?;
+    ensure!(on_b == on_a, "B serves A's certificate before the cutover");
+    let (status, body) = https_get(&site.b, "tmove.test", "/", &roots)?;
+    ensure!(
+        status == 200 && body.contains("\"version\""),
+        "{status} {body}"
+    );
+    let report = site.report()?.to_string();
+    let until = until.split_whitespace().collect::<Vec<_>>().join(" ");
+    ensure!(
+        report.contains("the site's certificate is served for tmove.test (SNI)")
+            && report.contains(&until)
+            && report.contains("curl --resolve tmove.test:443:"),
+        "the report checks HTTPS on B and says when it expires: {report}"
+    );
+    let lineage = site.b.exec("certbot certificates --cert-name tmove 2>&1")?;
+    ensure!(
+        lineage.contains("Domains: tmove.test"),
+        "B's certbot renews it: {lineage}"
+    );
+    let store = std::fs::read(site.workspace.root().join(".siteward/state.db"))?;
+    ensure!(!store.windows(canary.len()).any(|w| w == canary.as_bytes()));
+    for text in [&apply.stdout, &apply.stderr, &plan.stdout, &report] {
+        ensure!(!text.contains(&canary), "the key shows: {text}");
+    }
+    Ok(())
+}

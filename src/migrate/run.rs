@@ -31,6 +31,7 @@ use super::report::{MigrationReport, PhaseRun, REPORT_VERSION};
 mod copy;
 mod cutover;
 mod snapshot;
+mod tls;
 
 /// How long the source's cron jobs may take to finish once their crons are off.
 const CRON_DRAIN: Duration = Duration::from_secs(90);
@@ -448,10 +449,13 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
 
     // --- phases -----------------------------------------------------------------------------
 
-    /// User, directories, database and users, pool and vhost on the target, then the `.env`.
+    /// User, directories, database and users, pool, certificate (carried from the source when
+    /// certbot issued it) and vhost on the target, then the `.env`.
     async fn provision(&mut self) -> Result<(), MigrationError> {
         use ResourceKind::*;
-        let steps = self.planned_steps(&[User, Directory, Database, DatabaseUser, FpmPool, Vhost]);
+        self.carry_certificate().await?;
+        let kinds = [User, Directory, Database, DatabaseUser, FpmPool, Tls, Vhost];
+        let steps = self.planned_steps(&kinds);
         self.run_on(Side::Target, steps).await?;
         self.copy_env().await
     }
@@ -509,6 +513,12 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         let mut domains = vec![self.job.site.spec.domain.clone()];
         domains.extend(self.job.site.spec.aliases.iter().cloned());
         self.report.next_steps(&domains);
+        if self.job.site.spec.tls.is_some() {
+            // The new home is tried over HTTPS, as it will be reached.
+            for line in &mut self.report.next {
+                *line = line.replace(":80:", ":443:").replace("http://", "https://");
+            }
+        }
         let outcome = SiteOutcome {
             site: self.site().to_owned(),
             server: self.job.target.name.to_owned(),

@@ -84,6 +84,9 @@ pub struct ValidationInput {
     pub workers: Vec<String>,
     /// Where its crons and workers should be.
     pub jobs: JobsExpected,
+    /// The site has `tls`: the HTTP check goes over HTTPS with SNI, and the certificate served
+    /// must be the one with this SHA-256 (any when empty).
+    pub https: Option<String>,
 }
 
 /// Runs every check of `input` on the server; a check that could not run is a failed check.
@@ -181,6 +184,8 @@ fn command(input: &ValidationInput, redis_url: &str) -> Command {
             JobsExpected::Paused => "paused",
         })
         .args([cron_live, cron_paused])
+        .arg(if input.https.is_some() { "yes" } else { "no" })
+        .arg(input.https.clone().unwrap_or_default())
         .args(program_arguments(&input.site, &input.workers))
 }
 
@@ -373,6 +378,7 @@ mod tests {
             crons: true,
             workers: vec!["queue".to_owned()],
             jobs: JobsExpected::Paused,
+            https: None,
         }
     }
 
@@ -386,7 +392,7 @@ mod tests {
         assert!(
             rendered.ends_with(
                 " mysql shop shop redis://127.0.0.1:6379 paused /etc/cron.d/siteward-shop \
-                 /var/lib/siteward/sites/shop/paused/siteward-shop siteward-shop-queue \
+                 /var/lib/siteward/sites/shop/paused/siteward-shop no '' siteward-shop-queue \
                  /etc/supervisor/conf.d/siteward-shop-queue.conf \
                  /var/lib/siteward/sites/shop/paused/siteward-shop-queue.conf"
             ),

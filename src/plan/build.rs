@@ -105,6 +105,9 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
             inputs.secrets,
         ));
         changes.extend(record);
+        if let Some(migration) = &migration {
+            carry_certificate(&mut changes, site, &migration.source, inputs);
+        }
         match migration {
             // Crons and workers move in the migration's own phases; backups start on the new
             // server once it took over (the next apply).
@@ -277,6 +280,37 @@ fn blocking_problems(site: &Site, name: &str, server: Option<&ObservedServer>) -
         })
         .map(|problem| format!("{name}: {}: {}", problem.topic, problem.message))
         .collect()
+}
+
+/// A migrating site's ACME certificate is carried from the source when it holds one (the target
+/// cannot pass a challenge before the cutover): the plan says so, and issues nothing.
+fn carry_certificate(changes: &mut [Change], site: &Site, source: &str, inputs: &PlanInputs) {
+    let observed = inputs
+        .observed
+        .get(source)
+        .and_then(|s| s.sites.get(site.name.as_str()))
+        .and_then(|s| s.certificates.get("acme"));
+    let Some(certificate) = observed else {
+        return;
+    };
+    for change in changes
+        .iter_mut()
+        .filter(|c| c.resource == ResourceKind::Tls)
+    {
+        let issues = |step: &Step| matches!(step, Step::IssueCertificate(_));
+        if change.steps.iter().any(issues) {
+            change.steps.retain(|step| !issues(step));
+            change.reason = format!(
+                "carried from `{source}` with certbot's lineage: {}",
+                crate::resources::tls::describe(
+                    &certificate.names,
+                    &certificate.issuer,
+                    certificate.not_after,
+                    inputs.now
+                )
+            );
+        }
+    }
 }
 
 /// What stops a site's HTTPS: a certificate and key from secrets that nginx would serve badly,

@@ -315,3 +315,45 @@ pub fn trust_on_host(host: &Host, ca: &str) -> Result<()> {
     );
     host.exec_with_stdin(&script, Some(ca.as_bytes())).map(drop)
 }
+
+/// Watches every process's arguments on a host for a secret's text while it runs (`grep -f`
+/// reads the text from a 0600 file, so the watcher's own arguments never hold it).
+pub struct CmdlineWatch {
+    host: Host,
+    child: Child,
+}
+
+impl CmdlineWatch {
+    pub fn start(host: &Host, secret: &str) -> Result<CmdlineWatch> {
+        host.exec_with_stdin(
+            "umask 077; cat > /root/.siteward-canary; rm -f /root/.siteward-canary-found /root/.siteward-canary-stop",
+            Some(secret.as_bytes()),
+        )?;
+        let script = "while [ ! -e /root/.siteward-canary-stop ]; do \
+             for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <\"$f\" 2>/dev/null | grep -qFf /root/.siteward-canary && echo \"$f\" >> /root/.siteward-canary-found; done; sleep 0.1; done";
+        let child = Command::new(super::fleet_script())
+            .args(["exec", &host.name, "bash", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(CmdlineWatch {
+            host: host.clone(),
+            child,
+        })
+    }
+
+    /// Stops watching; an error names the processes whose arguments held the secret.
+    pub fn finish(mut self) -> Result<()> {
+        self.host.exec("touch /root/.siteward-canary-stop")?;
+        let _ = self.child.wait();
+        let found = self.host.exec(
+            "cat /root/.siteward-canary-found 2>/dev/null; rm -f /root/.siteward-canary*; true",
+        )?;
+        ensure!(
+            found.trim().is_empty(),
+            "the secret was in process arguments: {found}"
+        );
+        Ok(())
+    }
+}

@@ -311,6 +311,26 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             } else {
                 JobsExpected::Paused
             },
+            https: self.expected_certificate(),
         }
+    }
+
+    /// With `tls`, the SHA-256 of the certificate the target must serve: the source's ACME
+    /// certificate (carried), or the one from secrets.
+    fn expected_certificate(&self) -> Option<String> {
+        use crate::spec::tls::TlsSource;
+        let tls = self.job.site.spec.tls.as_ref()?;
+        let expected = match tls.source()? {
+            TlsSource::Acme(_) => self
+                .job
+                .source_site
+                .certificates
+                .get("acme")
+                .map(|c| c.sha256.clone()),
+            TlsSource::Secrets { .. } => {
+                crate::resources::tls::secrets_info(tls, self.job.secrets).map(|i| i.sha256)
+            }
+        };
+        Some(expected.unwrap_or_default())
     }
 }

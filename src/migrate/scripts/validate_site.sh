@@ -4,15 +4,17 @@
 # $6 health path, $7 expected status (empty: any below 500), $8 expected body text,
 # $9 health timeout in seconds, $10 engine (mysql|postgres|none), $11 database, $12 its user,
 # $13 Redis URL without password (empty: no check), $14 jobs expected (running|paused),
-# $15 live cron file (empty: the site has no cron jobs), $16 its paused place, then triples of
-# program, live program file, paused program file.
+# $15 live cron file (empty: the site has no cron jobs), $16 its paused place, $17 https (yes|no:
+# the HTTP check goes over HTTPS with SNI, and the certificate served is checked), $18 the
+# SHA-256 of the certificate the site must serve (empty: any), then triples of program, live
+# program file, paused program file.
 # stdin: the database password, then the Redis password (each one line, possibly empty); they
 # reach the clients through 0600 files or the environment, never through arguments.
 set -u
 domain=$1 address=$2 dir=$3 user=$4 laravel=$5 health_path=$6 health_status=$7
 health_body=$8 health_timeout=$9 engine=${10} database=${11} db_user=${12} redis_url=${13}
-jobs=${14} cron_file=${15} cron_paused=${16}
-shift 16
+jobs=${14} cron_file=${15} cron_paused=${16} https=${17} expected_certificate=${18}
+shift 18
 db_password='' redis_password=''
 IFS= read -r db_password || true
 IFS= read -r redis_password || true
@@ -30,20 +32,23 @@ report() {
   printf 'check\t%s\t%s\t%s\t%s\n' "$1" "$verdict" "$(($(now_ms) - $2))" "$(one_line "$4")"
 }
 
+ip=$address
+case $ip in
+  *[!0-9.]*) case $ip in *:*) ;; *) ip=$(getent ahosts "$address" | awk '{ print $1; exit }') ;; esac ;;
+esac
+case $ip in *:*) ip="[$ip]" ;; esac
+scheme=http port=80
+[ "$https" != yes ] || scheme=https port=443
+
 check_http() {
   started=$(now_ms)
-  ip=$address
-  case $ip in
-    *[!0-9.]*) case $ip in *:*) ;; *) ip=$(getent ahosts "$address" | awk '{ print $1; exit }') ;; esac ;;
-  esac
-  case $ip in *:*) ip="[$ip]" ;; esac
   deadline=$(($(date +%s) + health_timeout))
   body_file=$scratch/body
   while :; do
     left=$((deadline - $(date +%s)))
     [ "$left" -ge 1 ] || left=1
-    code=$(curl --noproxy '*' --silent --max-time "$left" --resolve "$domain:80:$ip" \
-      --output "$body_file" --write-out '%{http_code}' "http://$domain$health_path" 2>/dev/null) ||
+    code=$(curl --noproxy '*' --silent --max-time "$left" --resolve "$domain:$port:$ip" --insecure \
+      --output "$body_file" --write-out '%{http_code}' "$scheme://$domain$health_path" 2>/dev/null) ||
       code=${code:-000}
     why=
     if [ -n "$health_status" ]; then
@@ -59,7 +64,28 @@ check_http() {
   done
   [ "$code" != 000 ] || why="no answer within ${health_timeout}s"
   report http "$started" "$([ -z "$why" ]; echo $?)" \
-    "GET http://$domain$health_path at $address: ${why:-answered $code}"
+    "GET $scheme://$domain$health_path at $address: ${why:-answered $code}"
+}
+
+# The certificate the server presents for the site's domain (SNI) on port 443: the site's own,
+# and when it expires.
+check_certificate() {
+  [ "$https" = yes ] || return 0
+  started=$(now_ms)
+  out=$(openssl s_client -connect "$ip:443" -servername "$domain" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 -enddate 2>/dev/null)
+  served=$(printf '%s\n' "$out" | sed -n 's/^sha256 Fingerprint=//p' | tr -d : | tr 'A-F' 'a-f')
+  until=$(printf '%s\n' "$out" | sed -n 's/^notAfter=//p')
+  status=1
+  if [ -z "$served" ]; then
+    detail="no certificate is served for $domain at $address:443"
+  elif [ -n "$expected_certificate" ] && [ "$served" != "$expected_certificate" ]; then
+    detail="another certificate than the site's is served for $domain at $address:443 ($served)"
+  else
+    status=0
+    detail="the site's certificate is served for $domain (SNI) at $address:443; it expires on $until"
+  fi
+  report certificate "$started" "$status" "$detail"
 }
 
 check_artisan() {
@@ -179,6 +205,7 @@ check_workers() {
 }
 
 check_http
+check_certificate
 check_artisan
 check_database
 check_redis
