@@ -246,7 +246,7 @@ fn health(plan: &SitePlan, observed: Option<&ObservedSite>) -> Condition {
 /// `Degraded` when the site's last backup failed, its repository check failed, or its last
 /// good backup is older than its schedule allows.
 fn backup_health(site: &ObservedSite) -> Condition {
-    let healthy = || Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing");
+    let healthy = || certificate_health(site, chrono::Utc::now().timestamp());
     let Some(backup) = &site.backup else {
         return healthy();
     };
@@ -272,6 +272,38 @@ fn backup_health(site: &ObservedSite) -> Condition {
         return Condition::new(ConditionType::Degraded, true, "BackupStale", message);
     }
     healthy()
+}
+
+/// A certificate with fewer days left than this is one whose renewal (due at 30) is not working.
+const CERTIFICATE_ALARM_DAYS: i64 = 14;
+
+/// `Degraded` when the site's certificate expired or its renewal is overdue; otherwise healthy,
+/// saying when the certificate expires.
+fn certificate_health(site: &ObservedSite, now: i64) -> Condition {
+    let Some(certificate) = site.certificates.values().min_by_key(|c| c.not_after) else {
+        return Condition::new(ConditionType::Degraded, false, "Healthy", "nothing failing");
+    };
+    let names = certificate.names.join(", ");
+    let date = crate::resources::tls::date(certificate.not_after);
+    let days = (certificate.not_after - now).div_euclid(86400);
+    if certificate.not_after <= now {
+        let message = format!("the certificate for {names} expired on {date}");
+        return Condition::new(ConditionType::Degraded, true, "CertificateExpired", message);
+    }
+    let message = format!("the certificate for {names} expires on {date} (in {days} days)");
+    if days < CERTIFICATE_ALARM_DAYS {
+        let message = format!(
+            "{message}: its renewal is overdue (see /var/log/letsencrypt on the server, or apply)"
+        );
+        return Condition::new(
+            ConditionType::Degraded,
+            true,
+            "CertificateExpiring",
+            message,
+        );
+    }
+    let message = format!("nothing failing; {message}");
+    Condition::new(ConditionType::Degraded, false, "Healthy", message)
 }
 
 /// The site's status after an apply or migration ran: applied (on the server it ran on,
@@ -402,6 +434,42 @@ mod tests {
             condition.message
         );
     }
+    #[test]
+    fn a_certificate_close_to_expiry_or_expired_degrades_the_site() {
+        let now = 1_800_000_000;
+        let with = |days: i64| {
+            let mut site = ObservedSite::default();
+            site.certificates.insert(
+                "acme".into(),
+                crate::observe::ObservedCertificate {
+                    names: vec!["shop.test".into()],
+                    issuer: "CN=CA".into(),
+                    not_after: now + days * 86400,
+                    sha256: String::new(),
+                },
+            );
+            certificate_health(&site, now)
+        };
+        let fine = with(60);
+        assert!(!fine.holds());
+        assert!(
+            fine.message.contains("shop.test expires on") && fine.message.contains("(in 60 days)"),
+            "{}",
+            fine.message
+        );
+        let soon = with(5);
+        assert_eq!(
+            (soon.reason.as_str(), soon.holds()),
+            ("CertificateExpiring", true)
+        );
+        let gone = with(-1);
+        assert_eq!(
+            (gone.reason.as_str(), gone.holds()),
+            ("CertificateExpired", true)
+        );
+        assert!(gone.message.contains("expired on"), "{}", gone.message);
+    }
+
     use crate::observe::model::{ObservedProcess, SiteRecord};
     use crate::plan::{Action, Change, ResourceKind};
 

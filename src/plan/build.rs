@@ -443,7 +443,13 @@ pub fn remove_site_step(name: &str, site: &ObservedSite) -> RemoveSiteStep {
         site: name.to_owned(),
         user: facts.get("user").cloned(),
         root: facts.get("root").cloned(),
-        files: site.files.keys().cloned().collect(),
+        // The TLS snippet is every HTTPS site's on the server: never the removed site's alone.
+        files: site
+            .files
+            .keys()
+            .filter(|path| path.as_str() != layout::TLS_SNIPPET)
+            .cloned()
+            .collect(),
         programs,
         database: engine.zip(facts.get("dbName").cloned()),
         database_users: facts
@@ -507,6 +513,25 @@ mod tests {
         assert_eq!(kinds.first(), Some(&ResourceKind::User));
         assert_eq!(kinds.last(), Some(&ResourceKind::Record));
         assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn removing_a_site_leaves_the_tls_snippet_other_sites_include() {
+        let mut observed = ObservedSite::default();
+        for path in [layout::TLS_SNIPPET, "/etc/nginx/conf.d/siteward-shop.conf"] {
+            observed.files.insert(
+                path.to_owned(),
+                crate::observe::ObservedFile {
+                    sha256: String::new(),
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: 0o644,
+                    content: None,
+                },
+            );
+        }
+        let step = remove_site_step("shop", &observed);
+        assert_eq!(step.files, vec!["/etc/nginx/conf.d/siteward-shop.conf"]);
     }
 
     #[test]

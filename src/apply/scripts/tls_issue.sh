@@ -11,10 +11,19 @@ if ! command -v certbot >/dev/null 2>&1; then
 fi
 mkdir -p "$webroot/.well-known/acme-challenge"
 chmod 755 "$webroot" "$webroot/.well-known" "$webroot/.well-known/acme-challenge"
-if ! out=$(certbot certonly --non-interactive --agree-tos --no-eff-email --email "$email" \
-  --server "$directory" --webroot --webroot-path "$webroot" --cert-name "$site" \
-  --force-renewal --deploy-hook "$hook" --domains "$names" 2>&1); then
-  printf '%s\n' "$out" | grep -v '^Saving debug log' >&2
-  echo "certbot could not obtain a certificate for $names from $directory" >&2
-  exit 3
-fi
+# certbot runs one at a time (its timer or another site's issue may hold its lock): wait for it.
+tries=0
+while :; do
+  if out=$(certbot certonly --non-interactive --agree-tos --no-eff-email --email "$email" \
+    --server "$directory" --webroot --webroot-path "$webroot" --cert-name "$site" \
+    --force-renewal --deploy-hook "$hook" --domains "$names" 2>&1); then
+    exit 0
+  fi
+  case $out in *"Another instance of Certbot is already running"*) ;; *) break ;; esac
+  tries=$((tries + 1))
+  [ "$tries" -lt 120 ] || break
+  sleep 1
+done
+printf '%s\n' "$out" | grep -v '^Saving debug log' >&2
+echo "certbot could not obtain a certificate for $names from $directory" >&2
+exit 3

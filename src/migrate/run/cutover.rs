@@ -212,18 +212,19 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         }
         let mut facts = facts;
         facts.insert(MOVED_TO_FACT.to_owned(), self.job.target.name.to_owned());
-        // The source's copy is no longer the site: its schedule would back it up as if it were.
-        let backup_cron = layout::backup_cron_path(self.site());
-        let mut steps: Vec<Step> = self
-            .job
-            .source_site
-            .files
-            .contains_key(&backup_cron)
-            .then_some(Step::RemoveFile {
-                path: backup_cron,
+        // The source's copy is no longer the site: its schedule would back it up as if it were,
+        // and renew a certificate the new server renews now.
+        let crons = [
+            layout::backup_cron_path(self.site()),
+            layout::tls_cron_path(self.site()),
+        ];
+        let mut steps: Vec<Step> = crons
+            .into_iter()
+            .filter(|path| self.job.source_site.files.contains_key(path))
+            .map(|path| Step::RemoveFile {
+                path,
                 reload: Reload::Nothing,
             })
-            .into_iter()
             .collect();
         steps.push(Step::WriteRecord {
             site: self.site().to_owned(),
