@@ -25,6 +25,8 @@ pub fn server_lines(observed: &ObservedServer) -> String {
         .iter()
         .map(|(name, state)| match (state.installed, state.running) {
             (_, true) => format!("{name} running"),
+            // certbot is a program cron and timers run, not a service.
+            (true, false) if name == "certbot" => format!("{name} installed"),
             (true, false) => format!("{name} stopped"),
             (false, false) => format!("{name} missing"),
         })
@@ -68,6 +70,15 @@ pub fn site_lines(site: &ObservedSite) -> String {
         )
     });
     line(&mut out, 4, "user", &user);
+    for (source, certificate) in &site.certificates {
+        let text = format!(
+            "{} ({source}), issued by {}, expires on {}",
+            certificate.names.join(", "),
+            certificate.issuer,
+            crate::resources::tls::date(certificate.not_after)
+        );
+        line(&mut out, 4, "certificate", &text);
+    }
     for (path, observed) in &site.paths {
         let target = observed
             .target
@@ -243,5 +254,37 @@ fn bytes(count: u64) -> String {
         format!("{count} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{ObservedCertificate, ServiceState};
+
+    #[test]
+    fn certificates_show_names_issuer_and_expiry_and_certbot_is_installed_not_stopped() {
+        let mut site = ObservedSite::default();
+        site.certificates.insert(
+            "acme".into(),
+            ObservedCertificate {
+                names: vec!["shop.test".into(), "www.shop.test".into()],
+                issuer: "CN=Pebble".into(),
+                not_after: 1_828_080_000,
+                sha256: String::new(),
+            },
+        );
+        let text = site_lines(&site);
+        assert!(
+            text.contains("certificate: shop.test, www.shop.test (acme), issued by CN=Pebble, expires on 2027-12-06"),
+            "{text}"
+        );
+        let mut server = ObservedServer::default();
+        let installed = ServiceState {
+            installed: true,
+            running: false,
+        };
+        server.services.insert("certbot".into(), installed);
+        assert!(server_lines(&server).contains("services: certbot installed"));
     }
 }
