@@ -54,7 +54,16 @@ fn a_certificate_from_secrets_serves_https_redirects_http_and_refuses_a_wrong_ke
             .contains("for tcustom.test, www.tcustom.test, issued by CN=siteward test CA"),
         "the plan shows the names and the issuer: {plan}"
     );
+    // The key as PEM, and as the base64 it travels in on stdin: never a process's argument.
+    let key_text = std::fs::read_to_string(&key)?;
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}\n", key_text.trim_end()))
+    };
+    let patterns = format!("{}\n{}\n", key_canary(&key)?, &encoded[..48]);
+    let watch = support::tls::CmdlineWatch::start(&host, &patterns)?;
     let apply = site.apply()?;
+    watch.finish()?;
     apply.assert_success();
 
     let (status, body) = https_get(&host, "tcustom.test", "/", &ca.path("ca.pem"))?;
@@ -133,6 +142,32 @@ fn a_certificate_from_secrets_serves_https_redirects_http_and_refuses_a_wrong_ke
     Ok(())
 }
 
+/// What the daemon's probe sees of site `name`: its health check (asked over HTTPS for a site
+/// with `tls`) and its certificates.
+fn daemon_probe(site: &Site) -> Result<siteward::observe::ObservedSite> {
+    let loaded = siteward::spec::load_and_check(&[site.workspace.specs_dir()]);
+    ensure!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let server = loaded.servers[0].item.clone();
+    let sites: Vec<&siteward::spec::Site> = loaded.sites.iter().map(|s| &s.item).collect();
+    let request = siteward::observe::connect::probe_request_for(&loaded, "web", &sites, true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let observed = runtime.block_on(async {
+        let target = siteward::observe::target(&server, false);
+        let session = siteward::transport::SshSession::connect(&target).await?;
+        let secrets = siteward::spec::secret::ResolvedSecrets::default();
+        let observed = siteward::observe::observe(&server, &session, &request, &secrets).await;
+        session.close().await;
+        anyhow::Ok(observed?)
+    })?;
+    observed
+        .sites
+        .get(&site.name)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{} not observed", site.name))
+}
+
 /// 90 days, as Let's Encrypt issues.
 const NINETY_DAYS: u64 = 90 * 86400;
 
@@ -198,6 +233,18 @@ fn an_acme_certificate_is_issued_by_certbot_served_kept_and_reissued_for_a_new_a
     let again = site.apply()?;
     again.assert_success();
     ensure!(again.stdout.contains("No changes"), "second apply: {again}");
+    let probed = daemon_probe(&site)?;
+    let health = probed.health.clone();
+    ensure!(
+        health.as_ref().is_some_and(|h| h.ok && h.status == 200),
+        "the daemon's health check answers over HTTPS: {health:?}"
+    );
+    let certificate = &probed.certificates["acme"];
+    ensure!(
+        certificate.names == ["tacme.test", "www.tacme.test"]
+            && certificate.issuer.contains("Pebble"),
+        "{certificate:?}"
+    );
     let status = site.siteward(&["status", "tacme"])?;
     ensure!(
         status
