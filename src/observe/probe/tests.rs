@@ -503,3 +503,42 @@ fn recorded_sites_are_observed_with_their_recorded_facts() {
     assert_eq!(server.problems[0].topic, "lock");
     assert_eq!(server.recorded_sites, vec!["old"]);
 }
+
+#[test]
+fn certificates_and_the_shared_tls_snippet_reach_their_sites() {
+    let mut request = request();
+    let mut blog = shop();
+    blog.name = "blog".into();
+    request.sites.push(blog);
+    let snippet = "ssl_protocols TLSv1.2 TLSv1.3;\n";
+    let snippet_path = crate::layout::TLS_SNIPPET;
+    let cert = |line: &str| format!("cert\t{}\t{}\t{}", b64("shop"), b64("acme"), b64(line));
+    let answer = framed(&[
+        "service\tcertbot\t1\t0".to_owned(),
+        format!("content\t{}", b64(snippet_path)),
+        format!(
+            "stat\t{}\tf\t{}\t{}\t644\t{}\t-",
+            b64(snippet_path),
+            b64("root"),
+            b64("root"),
+            snippet.len()
+        ),
+        format!("hash\t{}\t{}", b64(snippet_path), sha256_hex(snippet)),
+        cert("sha256 Fingerprint=AB:CD"),
+        cert("notAfter=Dec  6 08:00:00 2027 GMT"),
+        cert("issuer=CN=Pebble Intermediate CA"),
+        cert("X509v3 Subject Alternative Name: "),
+        cert("    DNS:shop.example.com"),
+        blob(&[(snippet_path, snippet)]),
+    ]);
+    let server = parse(answer.as_bytes(), &request).unwrap();
+    assert!(server.services["certbot"].installed);
+    let certificate = &server.sites["shop"].certificates["acme"];
+    assert_eq!(certificate.names, vec!["shop.example.com"]);
+    assert_eq!(certificate.sha256, "abcd");
+    assert!(server.sites["blog"].certificates.is_empty());
+    for site in ["shop", "blog"] {
+        let file = &server.sites[site].files[snippet_path];
+        assert_eq!(file.content.as_deref(), Some(snippet), "{site}");
+    }
+}
