@@ -192,11 +192,15 @@ fn write_acme(site: &Site, pebble: &Pebble, aliases: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Removes the site's certbot lineage and the ACME accounts (pebble forgets its accounts when
-/// it stops, a real CA does not).
-fn clean_acme(host: &support::Host, name: &str) -> Result<()> {
+/// Removes the site's certbot lineage and the accounts at this pebble (pebble forgets its
+/// accounts when it stops, a real CA does not; other tests' pebbles listen on other ports).
+fn clean_acme(host: &support::Host, name: &str, pebble: &Pebble) -> Result<()> {
+    let netloc = pebble
+        .directory
+        .trim_start_matches("https://")
+        .trim_end_matches("/dir");
     host.exec(&format!(
-        "rm -rf /etc/letsencrypt/accounts /etc/letsencrypt/live/{name} /etc/letsencrypt/archive/{name} /etc/letsencrypt/renewal/{name}.conf /etc/cron.d/siteward-tls_{name}"
+        "rm -rf /etc/letsencrypt/accounts/{netloc} /etc/letsencrypt/live/{name} /etc/letsencrypt/archive/{name} /etc/letsencrypt/renewal/{name}.conf /etc/cron.d/siteward-tls_{name}"
     ))
     .map(drop)
 }
@@ -208,7 +212,7 @@ fn an_acme_certificate_is_issued_by_certbot_served_kept_and_reissued_for_a_new_a
     let pebble = Pebble::start(&host, 1, NINETY_DAYS)?;
     let roots = pebble.roots()?;
     let site = Site::following(&host, "tacme", "main")?;
-    clean_acme(&host, "tacme")?;
+    clean_acme(&host, "tacme", &pebble)?;
     write_acme(&site, &pebble, &["www.tacme.test"])?;
     let plan = site.siteward(&["plan"])?;
     plan.assert_success();
@@ -290,7 +294,7 @@ fn a_certificate_near_expiry_is_renewed_by_the_server_and_by_siteward() -> Resul
     // A CA that issues for 20 days: every certificate is inside the 30 days of renewal.
     let pebble = Pebble::start(&host, 2, 20 * 86400)?;
     let site = Site::following(&host, "trenew", "main")?;
-    clean_acme(&host, "trenew")?;
+    clean_acme(&host, "trenew", &pebble)?;
     write_acme(&site, &pebble, &[])?;
     let apply = site.apply()?;
     ensure!(apply.success(), "{apply}\n{}", pebble.logs());
@@ -326,7 +330,7 @@ fn a_migration_carries_the_acme_certificate_and_serves_it_on_the_target_before_t
     let pebble = Pebble::start(&site.a, 3, NINETY_DAYS)?;
     let roots = pebble.roots()?;
     for host in [&site.a, &site.b] {
-        clean_acme(host, "tmove")?;
+        clean_acme(host, "tmove", &pebble)?;
     }
     let with_tls = |server: &str| -> Result<()> {
         site.place(server, "test", "keep")?;
@@ -390,5 +394,43 @@ fn a_migration_carries_the_acme_certificate_and_serves_it_on_the_target_before_t
     for text in [&apply.stdout, &apply.stderr, &plan.stdout, &report] {
         ensure!(!text.contains(&canary), "the key shows: {text}");
     }
+    Ok(())
+}
+
+#[test]
+fn after_a_final_sync_the_new_server_serves_and_renews_the_certificate_and_the_old_one_stops()
+-> Result<()> {
+    use support::migration::Move;
+    let site = Move::new("t-tls-d", "t-tls-e", "tfinal", "mariadb")?;
+    let pebble = Pebble::start(&site.a, 4, NINETY_DAYS)?;
+    for host in [&site.a, &site.b] {
+        clean_acme(host, "tfinal", &pebble)?;
+    }
+    let place = |server: &str, mode: &str| -> Result<()> {
+        site.place(server, mode, "stop")?;
+        let path = site.workspace.specs_dir().join("sites/site.yaml");
+        let text = std::fs::read_to_string(&path)? + "  tls:\n" + &acme_section(&pebble);
+        std::fs::write(&path, text)?;
+        Ok(())
+    };
+    place("a", "final-sync")?;
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (on_a, _) = served_certificate(&site.a, "tfinal.test")?;
+    let cron = "/etc/cron.d/siteward-tls_tfinal";
+    ensure!(site.a.exists(cron)?, "A renews while it serves");
+
+    place("b", "final-sync")?;
+    let apply = site.apply()?;
+    ensure!(apply.success(), "{apply}\n{}", pebble.logs());
+    let (on_b, _) = served_certificate(&site.b, "tfinal.test")?;
+    ensure!(on_b == on_a, "B serves the certificate A had");
+    ensure!(
+        site.b.exists(cron)? && !site.a.exists(cron)?,
+        "B renews it now, A no longer"
+    );
+    let again = site.apply()?;
+    again.assert_success();
+    ensure!(again.stdout.contains("No changes"), "{again}");
     Ok(())
 }

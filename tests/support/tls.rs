@@ -214,7 +214,8 @@ impl Pebble {
             "certificateValidityPeriod": validity,
         }});
         std::fs::write(dir.path().join("pebble.json"), config.to_string())?;
-        trust_on_host(host, &std::fs::read_to_string(dir.path().join("ca.pem"))?)?;
+        let ca_text = std::fs::read_to_string(dir.path().join("ca.pem"))?;
+        trust_on_host(host, &format!("acme-{slot}"), &ca_text)?;
         let logs = dir.path().to_owned();
         let log = |name: &str| std::fs::File::create(logs.join(name));
         let challtestsrv = Command::new("pebble-challtestsrv")
@@ -306,12 +307,18 @@ impl Drop for Pebble {
     }
 }
 
-/// Makes `host` trust `ca` (a block of its own in the host's CA bundle, replaced each time).
-pub fn trust_on_host(host: &Host, ca: &str) -> Result<()> {
+/// Makes `host` trust `ca` (a block named `label` in the host's CA bundle, replaced each time;
+/// the bundle is locked, since tests of one file share hosts).
+pub fn trust_on_host(host: &Host, label: &str, ca: &str) -> Result<()> {
     let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let (begin, end) = (
+        format!("# siteward-test-{label} begin"),
+        format!("# siteward-test-{label} end"),
+    );
     let script = format!(
-        "sed -i '/# siteward-test-acme begin/,/# siteward-test-acme end/d' {bundle} && \
-         {{ echo '# siteward-test-acme begin'; cat; echo '# siteward-test-acme end'; }} >> {bundle}"
+        "exec 9>>/root/.siteward-ca-lock && flock 9 && \
+         sed -i '/{begin}/,/{end}/d' {bundle} && \
+         {{ echo '{begin}'; cat; echo '{end}'; }} >> {bundle}"
     );
     host.exec_with_stdin(&script, Some(ca.as_bytes())).map(drop)
 }
