@@ -535,6 +535,72 @@ mod tests {
     }
 
     #[test]
+    fn a_migrating_acme_site_carries_the_sources_certificate_instead_of_issuing() {
+        let text = "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {name: a}\nspec: {address: 192.0.2.1}\n---\n\
+             apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {name: b}\nspec: {address: 192.0.2.2}\n---\n\
+             apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {name: shop}\n\
+             spec: {server: b, type: static, domain: shop.test, user: shop, tls: {acme: {email: ops@example.com}}}\n";
+        let site = crate::spec::first_site_of(text);
+        let mut observed = BTreeMap::new();
+        let mut source = ObservedServer::default();
+        source.recorded_sites.push("shop".into());
+        let mut on_a = ObservedSite::default();
+        on_a.certificates.insert(
+            "acme".into(),
+            crate::observe::ObservedCertificate {
+                names: vec!["shop.test".into()],
+                issuer: "CN=CA".into(),
+                not_after: 1_800_000_000 + 80 * 86400,
+                sha256: String::new(),
+            },
+        );
+        source.sites.insert("shop".into(), on_a);
+        observed.insert("a".to_owned(), source);
+        let mut target = ObservedServer::default();
+        let certbot = crate::observe::ServiceState {
+            installed: true,
+            running: false,
+        };
+        target.services.insert("certbot".into(), certbot);
+        let running = crate::observe::ServiceState {
+            installed: true,
+            running: true,
+        };
+        target.services.insert("nginx".into(), running);
+        observed.insert("b".to_owned(), target);
+        let secrets = ResolvedSecrets::default();
+        let sizes = BTreeMap::new();
+        let plan = build_plan(&PlanInputs {
+            sites: vec![&site],
+            all_site_names: vec!["shop"],
+            observed: &observed,
+            secrets: &secrets,
+            prune: false,
+            storage_sizes: &sizes,
+            backups: &BTreeMap::new(),
+            now: 1_800_000_000,
+        });
+        let on_b = plan.sites.iter().find(|s| s.server == "b").unwrap();
+        assert_eq!(on_b.disposition, SiteDisposition::Migration);
+        let tls: Vec<&Change> = on_b
+            .changes
+            .iter()
+            .filter(|c| c.resource == ResourceKind::Tls && c.action != Action::NoOp)
+            .collect();
+        let carried = tls
+            .iter()
+            .find(|c| c.reason.starts_with("carried from `a`"))
+            .unwrap_or_else(|| panic!("{:?} {tls:?}", on_b.blocked_by));
+        assert!(carried.reason.contains("expires on"), "{}", carried.reason);
+        let issues = |c: &&Change| {
+            c.steps
+                .iter()
+                .any(|s| matches!(s, Step::IssueCertificate(_)))
+        };
+        assert!(!tls.iter().any(issues), "{tls:?}");
+    }
+
+    #[test]
     fn an_acme_site_on_a_server_without_certbot_is_refused_by_the_preflight() {
         let text = "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {name: a}\nspec: {address: 192.0.2.1}\n---\n\
              apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {name: shop}\n\
