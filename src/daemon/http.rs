@@ -1,5 +1,6 @@
 //! The daemon's HTTP side (axum): `/healthz`, `/readyz`, `/metrics`, the JSON API with its POST verbs behind a bearer token, the git webhook, and the status pages.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::git::verify_webhook;
 use super::page;
-use super::queue::Trigger;
+use super::queue::{Queue, Trigger};
 use super::reconcile::Daemon;
 use super::scheduler::Scheduler;
 use super::watchers::GitWatch;
@@ -146,38 +147,36 @@ pub struct SiteView {
 
 /// Every site the specs name, and those the store knows of that they do not.
 pub async fn site_views(shared: &Shared) -> Vec<SiteView> {
-    let stored = shared
+    let mut stored: BTreeMap<String, SiteStatus> = shared
         .daemon
         .store
         .site_statuses()
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(|status| (status.site.clone(), status))
+        .collect();
     let snapshot = shared.daemon.specs.current();
-    let mut views: Vec<SiteView> = Vec::new();
+    let queue = shared.scheduler.queue();
+    let now = tokio::time::Instant::now();
+    let mut views: Vec<SiteView> = Vec::with_capacity(stored.len());
     for (site, server) in snapshot.placements() {
-        let status = stored
-            .iter()
-            .find(|s| s.site == site)
-            .cloned()
-            .unwrap_or_else(|| SiteStatus {
-                site: site.to_owned(),
-                server: server.to_owned(),
-                ..SiteStatus::default()
-            });
-        views.push(view(shared, status));
+        let status = stored.remove(site).unwrap_or_else(|| SiteStatus {
+            site: site.to_owned(),
+            server: server.to_owned(),
+            ..SiteStatus::default()
+        });
+        views.push(view(&queue, now, status));
     }
-    for status in stored {
-        if snapshot.site(&status.site).is_none() {
-            views.push(view(shared, status));
-        }
+    for status in stored.into_values() {
+        views.push(view(&queue, now, status));
     }
+    drop(queue);
     views.sort_by(|a, b| a.status.site.cmp(&b.status.site));
     views
 }
 
-fn view(shared: &Shared, status: SiteStatus) -> SiteView {
-    let queue = shared.scheduler.queue();
-    let now = tokio::time::Instant::now();
+fn view(queue: &Queue, now: tokio::time::Instant, status: SiteStatus) -> SiteView {
     SiteView {
         summary: status.summary().to_owned(),
         running: queue.is_running(&status.site),
