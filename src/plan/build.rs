@@ -488,12 +488,17 @@ mod tests {
             }
             observed.insert(name.to_owned(), server);
         }
+        plan_observed(site, &observed)
+    }
+
+    /// The plan of `site` (named `shop`) given what the servers have.
+    fn plan_observed(site: &Site, observed: &BTreeMap<String, ObservedServer>) -> Plan {
         let secrets = ResolvedSecrets::default();
         let sizes = BTreeMap::new();
         build_plan(&PlanInputs {
             sites: vec![site],
             all_site_names: vec!["shop"],
-            observed: &observed,
+            observed,
             secrets: &secrets,
             prune: false,
             storage_sizes: &sizes,
@@ -568,18 +573,7 @@ mod tests {
         };
         target.services.insert("nginx".into(), running);
         observed.insert("b".to_owned(), target);
-        let secrets = ResolvedSecrets::default();
-        let sizes = BTreeMap::new();
-        let plan = build_plan(&PlanInputs {
-            sites: vec![&site],
-            all_site_names: vec!["shop"],
-            observed: &observed,
-            secrets: &secrets,
-            prune: false,
-            storage_sizes: &sizes,
-            backups: &BTreeMap::new(),
-            now: 1_800_000_000,
-        });
+        let plan = plan_observed(&site, &observed);
         let on_b = plan.sites.iter().find(|s| s.server == "b").unwrap();
         assert_eq!(on_b.disposition, SiteDisposition::Migration);
         let tls: Vec<&Change> = on_b
@@ -659,18 +653,7 @@ mod tests {
         observed.insert("a".to_owned(), a);
         observed.insert("b".to_owned(), ObservedServer::default());
         assert!(migration_sources(&site, &observed).is_empty());
-        let secrets = ResolvedSecrets::default();
-        let sizes = BTreeMap::new();
-        let plan = build_plan(&PlanInputs {
-            sites: vec![&site],
-            all_site_names: vec!["shop"],
-            observed: &observed,
-            secrets: &secrets,
-            prune: false,
-            storage_sizes: &sizes,
-            backups: &BTreeMap::new(),
-            now: 1_800_000_000,
-        });
+        let plan = plan_observed(&site, &observed);
         let on_b = plan.sites.iter().find(|s| s.server == "b").unwrap();
         assert_eq!(on_b.disposition, SiteDisposition::Reconcile);
         let on_a = plan.sites.iter().find(|s| s.server == "a").unwrap();
