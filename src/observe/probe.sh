@@ -781,9 +781,17 @@ sw_emit() {
     kind=blob "$sw_tmp/blob.out"
   for sw_f in envkeys users stat hash df blob; do : >>"$sw_tmp/$sw_f.out"; done
   sw_load final
+  # A file listed earlier may be gone by now (a deploy or prune running beside the probe): missing
+  # file operands are dropped, and one that vanishes between that check and awk opening it
+  # (awk stops on it) makes the whole pass run again, its output kept apart until it succeeds.
+  for sw_try in 1 2 3; do
+    sw_emit_pass >"$sw_tmp/emit.out" 2>"$sw_tmp/emit.err" && break
+  done || { cat "$sw_tmp/emit.err" >&2; return 1; }
+  cat "$sw_tmp/emit.out"
+}
+
+sw_emit_pass() {
   eval "set -- $sw_words"
-  # A file listed earlier may be gone by now (a deploy or prune running beside the probe):
-  # drop missing file operands rather than let awk fail on them.
   for sw_a in "$@"; do
     shift
     case $sw_a in
