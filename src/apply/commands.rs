@@ -50,10 +50,12 @@ const SUPERVISOR_UPDATE: &str = with_reload!("scripts/supervisor_update.sh");
 const WRITE_RECORD: &str = include_str!("scripts/write_record.sh");
 const REMOVE_SITE: &str = include_str!("scripts/remove_site.sh");
 
-/// What the executor knows besides the step: the server and the resolved secrets.
+/// What the executor knows besides the step: the server, the resolved secrets, and the wave
+/// of sites whose server-wide work is shared (none: each step runs alone).
 pub struct StepContext<'a> {
     pub server: &'a ServerSpec,
     pub secrets: &'a ResolvedSecrets,
+    pub wave: Option<&'a super::wave::Wave>,
 }
 
 impl StepContext<'_> {

@@ -3,6 +3,7 @@
 pub mod commands;
 pub mod lock;
 pub mod sql;
+pub mod wave;
 
 use crate::plan::{Plan, SitePlan, Step};
 use crate::spec::secret::ResolvedSecrets;
@@ -56,12 +57,20 @@ pub enum ApplyError {
 pub struct StepOutcome {
     pub what: String,
     pub ok: bool,
+    /// How long the step ran on its server (waiting for a free SSH channel not counted).
     pub millis: u64,
+    /// How long the step waited for a free SSH channel before it ran.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_millis: u64,
     /// What the step printed (scrubbed of secrets).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub output: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// What happened to one site.
@@ -80,7 +89,8 @@ pub struct SiteOutcome {
     pub migration: Option<Box<crate::migrate::report::MigrationReport>>,
 }
 
-/// Runs one site's steps on its server, holding the site's lock.
+/// Runs one site's steps on its server, holding the site's lock; its server-wide work (config
+/// tests and reloads) is shared with the other sites of `wave`.
 ///
 /// # Guarantees
 /// Steps run in plan order and stop at the first failure; every step is idempotent, so a
@@ -91,6 +101,7 @@ pub async fn apply_site<T: Transport>(
     server: &ServerSpec,
     secrets: &ResolvedSecrets,
     owner: &LockOwner,
+    wave: &wave::Wave,
 ) -> SiteOutcome {
     let started = Instant::now();
     let mut outcome = SiteOutcome {
@@ -107,7 +118,11 @@ pub async fn apply_site<T: Transport>(
         outcome.error = Some(secrets.scrub(&error_text(&error)));
         return outcome;
     }
-    let ctx = StepContext { server, secrets };
+    let ctx = StepContext {
+        server,
+        secrets,
+        wave: Some(wave),
+    };
     if let Err(error) = run_steps(transport, site.steps(), &ctx, &mut outcome.steps).await {
         outcome.ok = false;
         outcome.error = Some(secrets.scrub(&error_text(&error)));
@@ -146,17 +161,29 @@ async fn run_step<T: Transport>(
     ctx: &StepContext<'_>,
     outcomes: &mut Vec<StepOutcome>,
 ) -> Result<(), ApplyError> {
+    if let Some(wave) = ctx.wave
+        && let Some(result) = wave.run(transport, step, outcomes).await
+    {
+        return result.map_err(|source| {
+            let what = outcomes.last().map_or_else(|| step_name(step), |o| o.what.clone());
+            tracing::error!(step = %what, "failed: {}", ctx.secrets.scrub(&source.to_string()));
+            ApplyError::Step { what, source }
+        });
+    }
     let remote = commands::commands(step, ctx).map_err(|source| ApplyError::Prepare {
         what: step_name(step),
         source,
     })?;
     for command in remote {
+        let queued = Instant::now();
+        let slot = transport.reserve_channel().await;
+        let queued_millis = queued.elapsed().as_millis() as u64;
         let started = Instant::now();
         tracing::info!(step = %command.what, "running");
         let mut output =
             OutputLines::new(command.stream.then(|| command.what.clone()), ctx.secrets);
         let result = transport
-            .exec_streaming(&command.command, Stdin::Bytes(&command.stdin), &mut output)
+            .exec_streaming_in(slot, &command.command, Stdin::Bytes(&command.stdin), &mut output)
             .await;
         let millis = started.elapsed().as_millis() as u64;
         let printed = output.finish();
@@ -177,6 +204,7 @@ async fn run_step<T: Transport>(
                 what: command.what,
                 ok: true,
                 millis,
+                queued_millis,
                 output: printed,
                 error: None,
             }),
@@ -187,6 +215,7 @@ async fn run_step<T: Transport>(
                     what: command.what.clone(),
                     ok: false,
                     millis,
+                    queued_millis,
                     output: printed,
                     error: Some(text),
                 });

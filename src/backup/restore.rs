@@ -230,6 +230,7 @@ async fn restore<T: Transport>(
         what: format!("restore {label}"),
         ok: true,
         millis: step.elapsed().as_millis() as u64,
+        queued_millis: 0,
         output: printed,
         error: None,
     });
@@ -329,6 +330,7 @@ async fn run<T: Transport>(
     let ctx = StepContext {
         server: job.server,
         secrets: job.secrets,
+        wave: None,
     };
     run_steps(job.transport, steps.iter(), &ctx, outcomes)
         .await
@@ -340,6 +342,7 @@ fn record(outcomes: &mut Vec<StepOutcome>, what: String, started: Instant) {
         what,
         ok: true,
         millis: started.elapsed().as_millis() as u64,
+        queued_millis: 0,
         output: String::new(),
         error: None,
     });

@@ -3,12 +3,14 @@
 use super::reconcile::{PrepareOptions, Prepared, prepare, runtime};
 use super::{Context, Exit, hinted};
 use crate::apply::lock::LockOwner;
+use crate::apply::wave::Wave;
 use crate::apply::{SiteOutcome, all_ok, apply_site, sites_by_server};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::migrate::launch::{Launch, migrate_planned, server_spec};
 use crate::migrate::progress::Progress;
 use crate::plan::{Plan, SitePlan, render};
 use anyhow::Context as _;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::pin::Pin;
@@ -164,15 +166,19 @@ pub(super) fn confirm(auto_approve: bool) -> anyhow::Result<()> {
 
 async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
     let owner = LockOwner::this_process("siteward apply");
+    let by_server = sites_by_server(plan);
+    // One wave per server: its sites share config tests and reloads.
+    let waves: BTreeMap<&String, Wave> = by_server.keys().map(|s| (s, Wave::default())).collect();
     let mut tasks: Vec<Pin<Box<dyn Future<Output = SiteOutcome> + Send + '_>>> = Vec::new();
-    for (server_name, sites) in sites_by_server(plan) {
-        let Some(session) = prepared.sessions.get(&server_name) else {
+    for (server_name, sites) in &by_server {
+        let Some(session) = prepared.sessions.get(server_name) else {
             continue;
         };
-        let Some(server) = server_spec(&prepared.loaded, &server_name) else {
+        let Some(server) = server_spec(&prepared.loaded, server_name) else {
             continue;
         };
-        for site in sites {
+        let wave = &waves[server_name];
+        for site in sites.iter().copied() {
             if site.restore.is_some() {
                 tasks.push(Box::pin(super::backup::restore_planned(
                     prepared, site, &owner,
@@ -186,6 +192,7 @@ async fn apply_all(prepared: &Prepared, plan: &Plan) -> Vec<SiteOutcome> {
                     server,
                     &prepared.secrets,
                     &owner,
+                    wave,
                 )));
             }
         }

@@ -56,6 +56,7 @@ async fn run_async(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Exit> {
         &server.item.spec,
         &prepared.secrets,
         &owner,
+        &crate::apply::wave::Wave::default(),
     )
     .await;
     let outcomes = [outcome];

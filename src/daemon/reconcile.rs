@@ -12,6 +12,7 @@ use super::queue::{Action, Start};
 use super::scheduler::Reconcile;
 use super::specs::{Snapshot, Specs};
 use crate::apply::lock::LockOwner;
+use crate::apply::wave::Wave;
 use crate::apply::{SiteOutcome, apply_site, error_text};
 use crate::commands::reconcile::{measure_migrations, secret_references};
 use crate::conditions::{self, Condition, ConditionType, SiteStatus};
@@ -53,6 +54,8 @@ pub struct Daemon {
     owner: LockOwner,
     backoffs: Mutex<HashMap<String, Backoff>>,
     placements: Placements,
+    /// Per server: the sites reconciled at once share config tests and reloads.
+    waves: Mutex<HashMap<String, Arc<Wave>>>,
 }
 
 impl Daemon {
@@ -66,6 +69,7 @@ impl Daemon {
             owner: LockOwner::this_process("siteward watch"),
             backoffs: Mutex::default(),
             placements: Placements::default(),
+            waves: Mutex::default(),
         }
     }
 
@@ -315,7 +319,22 @@ impl Daemon {
         ) else {
             return failed(site_plan, "the site's server is not connected");
         };
-        apply_site(session, site_plan, &server.spec, run.secrets, &self.owner).await
+        let wave = self.wave(&site_plan.server);
+        apply_site(
+            session,
+            site_plan,
+            &server.spec,
+            run.secrets,
+            &self.owner,
+            &wave,
+        )
+        .await
+    }
+
+    /// The wave of `server`'s sites.
+    fn wave(&self, server: &str) -> Arc<Wave> {
+        let mut waves = self.waves.lock().unwrap_or_else(|e| e.into_inner());
+        waves.entry(server.to_owned()).or_default().clone()
     }
 
     /// Runs the migration; each phase becomes the `Progressing` message as it starts.

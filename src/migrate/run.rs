@@ -422,6 +422,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         let ctx = StepContext {
             server: endpoint.spec,
             secrets: self.job.secrets,
+            wave: None,
         };
         run_steps(endpoint.transport, steps.iter(), &ctx, &mut self.steps)
             .await

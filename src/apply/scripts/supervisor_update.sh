@@ -11,29 +11,36 @@ supervisorctl update "$@" >/dev/null
 started=
 for program in "$@"; do
   unmark_unloaded "/etc/supervisor/conf.d/$program.conf"
-  if [ -e "/etc/supervisor/conf.d/$program.conf" ]; then
-    supervisorctl start "$program:*" >/dev/null 2>&1 || true
-    started="$started $program"
-  fi
+  if [ -e "/etc/supervisor/conf.d/$program.conf" ]; then started="$started $program"; fi
 done
 [ -n "$started" ] || exit 0
+# One supervisorctl for all the programs: each run of it costs supervisord a whole request.
+# shellcheck disable=SC2086
+supervisorctl start $(for program in $started; do printf '%s:* ' "$program"; done) >/dev/null 2>&1 || true
 
-# Prints "PROGRAM PROCESS STATE" for each process of the started programs.
+# Prints "PROGRAM PROCESS STATE" for each process of the started programs (one status call).
 states() {
-  for program in $started; do
-    supervisorctl status "$program:*" 2>/dev/null |
-      awk -v g="$program" '{ n = $1; i = index(n, ":"); if (i) n = substr(n, i + 1); print g, n, $2 }' || true
-  done
+  supervisorctl status 2>/dev/null |
+    awk -v wanted="$started" '
+      BEGIN { n = split(wanted, list, " "); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+      { g = $1; p = $1; i = index(g, ":"); if (i) { g = substr(g, 1, i - 1); p = substr(p, i + 1) } }
+      g in want { print g, p, $2 }' || true
 }
 
-# Fails naming the processes that are not RUNNING and what their programs logged last.
+# Fails naming the processes that are not RUNNING and what their programs logged last: on
+# stderr, and on stdout as `failed PROGRAM` followed by `| ` lines, so that a batch of several
+# sites' programs fails only the sites whose programs failed.
 give_up() {
   echo "$1" >&2
   printf '%s\n' "$2" | awk '$3 != "RUNNING" { print "  " $2 " " $3 }' >&2
   for program in $(printf '%s\n' "$2" | awk '$3 != "RUNNING" { print $1 }' | sort -u); do
+    printf 'failed %s\n| %s\n' "$program" "$1"
+    printf '%s\n' "$2" | awk -v g="$program" '$1 == g && $3 != "RUNNING" { print "|   " $2 " " $3 }'
     [ -f "/var/log/supervisor/$program.log" ] || continue
     echo "  last lines of /var/log/supervisor/$program.log:" >&2
+    echo "|   last lines of /var/log/supervisor/$program.log:"
     tail -n 10 "/var/log/supervisor/$program.log" | cut -c1-300 | sed 's/^/    | /' >&2
+    tail -n 10 "/var/log/supervisor/$program.log" | cut -c1-300 | sed 's/^/|     | /'
   done
   exit 1
 }
@@ -44,7 +51,9 @@ while :; do
   if [ -n "$now" ] && ! printf '%s\n' "$now" | awk '$3 != "RUNNING" { bad = 1 } END { exit bad ? 0 : 1 }'; then
     exit 0
   fi
-  if printf '%s\n' "$now" | awk '$3 == "FATAL" { fatal = 1 } END { exit fatal ? 0 : 1 }'; then
+  # Given up on once nothing is starting any more: a FATAL program does not cut short the
+  # others of the batch, which may still become RUNNING.
+  if [ -n "$now" ] && printf '%s\n' "$now" | awk '$3 != "RUNNING" && $3 != "FATAL" { busy = 1 } END { exit busy ? 1 : 0 }'; then
     give_up "a worker could not start (supervisor gave up on it):" "$now"
   fi
   if [ "$(date +%s)" -ge "$deadline" ]; then
