@@ -165,7 +165,9 @@ async fn run_step<T: Transport>(
         && let Some(result) = wave.run(transport, step, outcomes).await
     {
         return result.map_err(|source| {
-            let what = outcomes.last().map_or_else(|| step_name(step), |o| o.what.clone());
+            let what = outcomes
+                .last()
+                .map_or_else(|| step_name(step), |o| o.what.clone());
             tracing::error!(step = %what, "failed: {}", ctx.secrets.scrub(&source.to_string()));
             ApplyError::Step { what, source }
         });
@@ -183,7 +185,12 @@ async fn run_step<T: Transport>(
         let mut output =
             OutputLines::new(command.stream.then(|| command.what.clone()), ctx.secrets);
         let result = transport
-            .exec_streaming_in(slot, &command.command, Stdin::Bytes(&command.stdin), &mut output)
+            .exec_streaming_in(
+                slot,
+                &command.command,
+                Stdin::Bytes(&command.stdin),
+                &mut output,
+            )
             .await;
         let millis = started.elapsed().as_millis() as u64;
         let printed = output.finish();
