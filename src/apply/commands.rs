@@ -67,7 +67,7 @@ impl StepContext<'_> {
     }
 
     /// The command that runs SQL as the server's database administrator.
-    fn sql(
+    pub fn sql(
         &self,
         engine: Engine,
         database: Option<&str>,
@@ -275,16 +275,6 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
                 format!("set keys in {path}"),
             )
         }
-        Step::CreateDatabase {
-            engine,
-            name,
-            charset,
-            collation,
-        } => {
-            let sql =
-                sql::create_database(*engine, name, charset.as_deref(), collation.as_deref())?;
-            ctx.sql(*engine, None, sql, format!("create database {name}"))
-        }
         Step::AlterDatabase {
             engine,
             name,
@@ -294,16 +284,14 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
             let sql = sql::alter_database(*engine, name, charset.as_deref(), collation.as_deref())?;
             ctx.sql(*engine, None, sql, format!("alter database {name}"))
         }
-        Step::EnsureDatabaseUser {
-            engine,
-            database,
-            name,
-            password,
-            privileges,
-        } => {
-            let sql = sql::ensure_user(*engine, database, name, ctx.secret(password)?, privileges)?;
-            ctx.sql(*engine, None, sql, format!("database user {name}"))
-        }
+        Step::CreateDatabase { .. } | Step::EnsureDatabaseUser { .. } => match admin_sql(step, ctx)
+        {
+            Some(prepared) => {
+                let (engine, sql, what) = prepared?;
+                ctx.sql(engine, None, sql, what)
+            }
+            None => Ok(Vec::new()),
+        },
         Step::DropDatabaseUser { engine, name } => ctx.sql(
             *engine,
             None,
@@ -328,6 +316,37 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
             )
         }
         Step::RemoveSite(remove) => remove_site_commands(remove, ctx),
+    }
+}
+
+/// The engine, SQL and name of a step that runs SQL as the administrator without choosing a
+/// database (several such steps can run in one client); `None` for other steps.
+pub fn admin_sql(
+    step: &Step,
+    ctx: &StepContext,
+) -> Option<Result<(Engine, String, String), CommandError>> {
+    match step {
+        Step::CreateDatabase {
+            engine,
+            name,
+            charset,
+            collation,
+        } => Some(
+            sql::create_database(*engine, name, charset.as_deref(), collation.as_deref())
+                .map(|sql| (*engine, sql, format!("create database {name}")))
+                .map_err(CommandError::from),
+        ),
+        Step::EnsureDatabaseUser {
+            engine,
+            database,
+            name,
+            password,
+            privileges,
+        } => Some(ctx.secret(password).and_then(|password| {
+            let sql = sql::ensure_user(*engine, database, name, password, privileges)?;
+            Ok((*engine, sql, format!("database user {name}")))
+        })),
+        _ => None,
     }
 }
 

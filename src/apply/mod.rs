@@ -162,7 +162,7 @@ async fn run_step<T: Transport>(
     outcomes: &mut Vec<StepOutcome>,
 ) -> Result<(), ApplyError> {
     if let Some(wave) = ctx.wave
-        && let Some(result) = wave.run(transport, step, outcomes).await
+        && let Some(result) = wave.run(transport, step, ctx, outcomes).await
     {
         return result.map_err(|source| {
             let what = outcomes

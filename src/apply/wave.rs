@@ -8,7 +8,8 @@
 //! queued; the others, queued while it runs, go in the next batch.
 
 use super::StepOutcome;
-use crate::plan::step::{Reload, Step};
+use super::commands::StepContext;
+use crate::plan::step::{Engine, Reload, Step};
 use crate::transport::{Command, Stdin, Transport, TransportError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,13 @@ const SUPERVISOR_UPDATE: &str = concat!(
     include_str!("scripts/reload.sh"),
     include_str!("scripts/supervisor_update.sh")
 );
+/// ensure_user.sh as a function (its `exit` ends a subshell), then the loop over the users.
+const ENSURE_USERS: &str = concat!(
+    "ensure_user() (\n",
+    include_str!("scripts/ensure_user.sh"),
+    ")\n",
+    include_str!("scripts/ensure_users.sh")
+);
 
 /// The sites of one apply on one server: batches of their server-wide work.
 #[derive(Default)]
@@ -36,6 +44,10 @@ enum Service {
     Nginx,
     PhpFpm(String),
     Supervisor,
+    /// Linux users.
+    Users,
+    /// SQL run by the MariaDB/MySQL administrator (one client for the batch).
+    MysqlAdmin,
 }
 
 /// One site's part of a batch.
@@ -51,6 +63,19 @@ enum Item {
     },
     /// Supervisor programs to reread, update and start.
     Programs(Vec<String>),
+    /// A site user and its home.
+    User { user: String, home: String },
+    /// Statements and what they do.
+    Sql { sql: String, what: String },
+}
+
+impl Item {
+    fn sql(&self) -> Option<&str> {
+        match self {
+            Item::Sql { sql, .. } => Some(sql),
+            _ => None,
+        }
+    }
 }
 
 /// How a batch went for one site's item.
@@ -82,11 +107,12 @@ impl Wave {
         &self,
         transport: &T,
         step: &Step,
+        ctx: &StepContext<'_>,
         outcomes: &mut Vec<StepOutcome>,
     ) -> Option<Result<(), TransportError>> {
-        let (service, item, what) = batched(step)?;
+        let (service, item, what) = batched(step, ctx)?;
         let submitted = Instant::now();
-        let reply = self.submit(transport, service, item).await;
+        let reply = self.submit(transport, ctx, service, item).await;
         let waited = submitted.elapsed().as_millis() as u64;
         let queued_millis = waited.saturating_sub(reply.millis);
         let outcome = StepOutcome {
@@ -116,7 +142,13 @@ impl Wave {
 
     /// Queues `item`; runs the queued batch when no batch of `service` runs, else waits for
     /// the batch that takes it.
-    async fn submit<T: Transport>(&self, transport: &T, service: Service, item: Item) -> Reply {
+    async fn submit<T: Transport>(
+        &self,
+        transport: &T,
+        ctx: &StepContext<'_>,
+        service: Service,
+        item: Item,
+    ) -> Reply {
         let queue = self.queue(&service);
         let (reply, mut answer) = oneshot::channel();
         lock(&queue.pending).push(Request { item, reply });
@@ -125,7 +157,7 @@ impl Wave {
             return reply;
         }
         let batch = std::mem::take(&mut *lock(&queue.pending));
-        run_batch(transport, &service, batch).await;
+        run_batch(transport, ctx, &service, batch).await;
         drop(leading);
         answer.await.unwrap_or(Reply {
             millis: 0,
@@ -140,8 +172,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The service, the item and the step's name, when `step` is batched.
-fn batched(step: &Step) -> Option<(Service, Item, String)> {
+fn batched(step: &Step, ctx: &StepContext) -> Option<(Service, Item, String)> {
+    if let Some(prepared) = super::commands::admin_sql(step, ctx) {
+        // PostgreSQL's SQL may `\\connect` to another database: it runs alone.
+        let (engine, sql, what) = prepared.ok()?;
+        let item = Item::Sql {
+            sql,
+            what: what.clone(),
+        };
+        return (engine == Engine::Mysql).then_some((Service::MysqlAdmin, item, what));
+    }
     match step {
+        Step::EnsureUser { user, home } => Some((
+            Service::Users,
+            Item::User {
+                user: user.clone(),
+                home: home.clone(),
+            },
+            format!("create user {user}"),
+        )),
         Step::WriteFile {
             path,
             content,
@@ -178,9 +227,17 @@ fn batched(step: &Step) -> Option<(Service, Item, String)> {
 }
 
 /// Runs one batch and answers each request.
-async fn run_batch<T: Transport>(transport: &T, service: &Service, batch: Vec<Request>) {
+async fn run_batch<T: Transport>(
+    transport: &T,
+    ctx: &StepContext<'_>,
+    service: &Service,
+    batch: Vec<Request>,
+) {
     if batch.is_empty() {
         return;
+    }
+    if *service == Service::MysqlAdmin {
+        return run_sql_batch(transport, ctx, batch).await;
     }
     let size = batch.len();
     let started = Instant::now();
@@ -198,6 +255,62 @@ async fn run_batch<T: Transport>(transport: &T, service: &Service, batch: Vec<Re
             error,
         });
     }
+}
+
+/// Runs the statements of every request in one client; when that fails, each request's alone,
+/// so that the error lands on the site whose statements caused it (they are idempotent).
+async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch: Vec<Request>) {
+    let size = batch.len();
+    let started = Instant::now();
+    let statements: String = batch.iter().filter_map(|r| r.item.sql()).collect();
+    let what = format!("{size} database steps");
+    if run_sql(transport, ctx, statements, what).await.is_ok() {
+        let millis = started.elapsed().as_millis() as u64;
+        for request in batch {
+            let _ = request.reply.send(Reply {
+                millis,
+                size,
+                error: None,
+            });
+        }
+        return;
+    }
+    for request in batch {
+        let Item::Sql { sql, what } = &request.item else {
+            continue;
+        };
+        let started = Instant::now();
+        let error = run_sql(transport, ctx, sql.clone(), what.clone())
+            .await
+            .err();
+        let _ = request.reply.send(Reply {
+            millis: started.elapsed().as_millis() as u64,
+            size: 1,
+            error,
+        });
+    }
+}
+
+/// Runs `sql` as the MariaDB/MySQL administrator; the error is the status and the message.
+async fn run_sql<T: Transport>(
+    transport: &T,
+    ctx: &StepContext<'_>,
+    sql: String,
+    what: String,
+) -> Result<(), (u32, String)> {
+    let commands = ctx
+        .sql(Engine::Mysql, None, sql, what)
+        .map_err(|error| (1, super::error_text(&error)))?;
+    for command in commands {
+        let output = transport
+            .exec(&command.command, Stdin::Bytes(&command.stdin))
+            .await
+            .map_err(|error| (1, super::error_text(&error)))?;
+        if !output.success() {
+            return Err((output.status.max(1), output.stderr_lossy()));
+        }
+    }
+    Ok(())
 }
 
 /// The batch's command line and stdin.
@@ -218,6 +331,16 @@ fn service_command(
                 }
             }
             let command = Command::script(SUPERVISOR_UPDATE).args(programs).render()?;
+            Ok((command, Vec::new()))
+        }
+        Service::Users | Service::MysqlAdmin => {
+            let mut args = Vec::new();
+            for request in batch {
+                if let Item::User { user, home } = &request.item {
+                    args.extend([user.clone(), home.clone()]);
+                }
+            }
+            let command = Command::script(ENSURE_USERS).args(args).render()?;
             Ok((command, Vec::new()))
         }
         Service::Nginx | Service::PhpFpm(_) => {
@@ -289,6 +412,8 @@ impl Answers {
         let names: Vec<&String> = match item {
             Item::File { path, .. } => vec![path],
             Item::Programs(programs) => programs.iter().collect(),
+            Item::User { user, .. } => vec![user],
+            Item::Sql { what, .. } => vec![what],
         };
         let messages: Vec<&str> = names
             .iter()
@@ -324,6 +449,7 @@ fn failed_names(stdout: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::secret::ResolvedSecrets;
 
     #[test]
     fn failed_names_gather_their_detail_lines() {
@@ -359,15 +485,33 @@ mod tests {
             mode: 0o644,
             reload,
         };
-        assert!(batched(&write(Reload::Nginx)).is_some());
-        assert!(
-            batched(&write(Reload::PhpFpm {
+        let server: crate::spec::server::ServerSpec =
+            serde_json::from_value(serde_json::json!({"address": "192.0.2.1"}))
+                .expect("a server spec");
+        let secrets = ResolvedSecrets::default();
+        let ctx = StepContext {
+            server: &server,
+            secrets: &secrets,
+            wave: None,
+        };
+        let service = |step: &Step| batched(step, &ctx).map(|(service, _, _)| service);
+        assert_eq!(service(&write(Reload::Nginx)), Some(Service::Nginx));
+        assert_eq!(
+            service(&write(Reload::PhpFpm {
                 version: "8.2".into()
-            }))
-            .is_some()
+            })),
+            Some(Service::PhpFpm("8.2".into()))
         );
-        assert!(batched(&write(Reload::Nothing)).is_none());
-        assert!(batched(&write(Reload::Supervisor)).is_none());
+        assert_eq!(service(&write(Reload::Nothing)), None);
+        assert_eq!(service(&write(Reload::Supervisor)), None);
+        let create = |engine| Step::CreateDatabase {
+            engine,
+            name: "shop".into(),
+            charset: None,
+            collation: None,
+        };
+        assert_eq!(service(&create(Engine::Mysql)), Some(Service::MysqlAdmin));
+        assert_eq!(service(&create(Engine::Postgres)), None);
     }
 
     #[test]
