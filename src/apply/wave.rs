@@ -366,7 +366,11 @@ fn files_stdin(batch: &[Request]) -> Vec<u8> {
             mode,
         } = &request.item
         {
-            let header = format!("{path} {owner} {group} {mode:o} {}\n", content.len());
+            let marker = path.replace('/', "%");
+            let header = format!(
+                "{path} {owner} {group} {mode:o} {} {marker}\n",
+                content.len()
+            );
             stdin.extend_from_slice(header.as_bytes());
             stdin.extend_from_slice(content.as_bytes());
         }
@@ -529,7 +533,7 @@ mod tests {
         };
         assert_eq!(
             files_stdin(&[request]),
-            b"/etc/a.conf root root 644 7\none\ntwo".to_vec()
+            b"/etc/a.conf root root 644 7 %etc%a.conf\none\ntwo".to_vec()
         );
     }
 }

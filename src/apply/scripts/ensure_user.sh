@@ -1,7 +1,7 @@
 # Creates a site user with its own group and home; lets the web server read through the home.
-# $1 user, $2 home
+# $1 user, $2 home, $3 `nojoin` when the caller adds www-data to the group itself
 set -eu
-user=$1 home=$2
+user=$1 home=$2 join=${3:-join}
 if ! id -u "$user" >/dev/null 2>&1; then
   if getent group "$user" >/dev/null 2>&1; then
     useradd --create-home --home-dir "$home" --shell /bin/bash --gid "$user" "$user"
@@ -16,6 +16,6 @@ fi
 [ -L "$home" ] && { echo "refusing: $home is a symlink" >&2; exit 3; }
 chown "$user:$user" "$home"
 chmod 0750 "$home"
-if id -u www-data >/dev/null 2>&1 && ! id -nG www-data | tr ' ' '\n' | grep -qx "$user"; then
+if [ "$join" = join ] && id -u www-data >/dev/null 2>&1 && ! id -nG www-data | tr ' ' '\n' | grep -qx "$user"; then
   usermod -a -G "$user" www-data
 fi

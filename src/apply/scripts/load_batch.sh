@@ -1,12 +1,14 @@
 # Writes a batch of files that one service reads (the vhosts or the pools of one PHP version an
 # apply wave writes), tests the service's configuration once and reloads it once.
 # $1 reload (nginx|php-fpm), $2 PHP version
-# Stdin: per file, a line `PATH OWNER GROUP MODE SIZE`, then exactly SIZE bytes of content.
+# Stdin: per file, a line `PATH OWNER GROUP MODE SIZE MARKER` (MARKER: the name of its marker in
+# /run/siteward/unloaded), then exactly SIZE bytes of content. Paths hold no blanks.
 # Prints `ok PATH` per file loaded and `failed PATH` per file that broke the test, followed by
 # the test's output as `| ` lines. When the test fails, every file of the batch is put back as
 # it was, then each is tried alone: only the files that fail by themselves stay put back (the
-# previous file, or no file), the others are loaded. A file of the batch is live only after a
-# test that passed with it.
+# previous file, or no file), the others are loaded. A file is live only after a test that
+# passed with it. Per file, the work is two processes (`head`, `mv`); the rest is done in bulk:
+# hundreds of sites make hundreds of files.
 set -eu
 reload=$1 php=${2:-}
 case $reload in
@@ -15,52 +17,64 @@ case $reload in
   *) echo "unknown reload $reload" >&2; exit 2 ;;
 esac
 test_config() { if [ "$reload" = nginx ]; then nginx -t 2>&1; else "php-fpm$php" -t 2>&1; fi; }
-stage=$(mktemp -d /tmp/.siteward-batch.XXXXXX)
-trap 'rm -rf "$stage"' EXIT
+mkdir -p "$unloaded_dir"
+dirs= attributes=
+cleanup() {
+  for dir in $dirs; do rm -f "$dir/.siteward-new.$$."* "$dir/.siteward-old.$$."*; done
+  rm -f "$attributes"
+}
+trap cleanup EXIT
 count=0
-while IFS=' ' read -r file_path owner group mode size; do
+: "${TMPDIR:=/tmp}"
+attributes=$(mktemp "$TMPDIR/.siteward-batch.XXXXXX")
+dirs=${attributes%/*}
+while IFS=' ' read -r file_path owner group mode size marker; do
   count=$((count + 1))
-  dir=$(dirname "$file_path")
-  mkdir -p "$dir"
-  printf '%s\n' "$file_path" >"$stage/$count.path"
-  head -c "$size" >"$stage/$count.new"
-  chown "$owner:$group" "$stage/$count.new"
-  chmod "$mode" "$stage/$count.new"
-  if [ -e "$file_path" ]; then cp -p "$file_path" "$stage/$count.old"; fi
+  dir=${file_path%/*}
+  case " $dirs " in *" $dir "*) ;; *) mkdir -p "$dir"; dirs="$dirs $dir" ;; esac
+  new=$dir/.siteward-new.$$.$count old=
+  head -c "$size" >"$new"
+  if [ -e "$file_path" ]; then old=$dir/.siteward-old.$$.$count; cp -p "$file_path" "$old"; fi
+  eval "path_$count=\$file_path new_$count=\$new old_$count=\$old marker_$count=\$marker"
+  printf '%s:%s %s %s\n' "$owner" "$group" "$mode" "$new" >>"$attributes"
 done
 [ "$count" -gt 0 ] || exit 0
+# Owner, mode and fsync of the new files in bulk, before any goes live.
+for owner in $(cut -d' ' -f1 "$attributes" | sort -u); do
+  # shellcheck disable=SC2046
+  chown "$owner" $(awk -v o="$owner" '$1 == o { print $3 }' "$attributes")
+done
+for mode in $(cut -d' ' -f2 "$attributes" | sort -u); do
+  # shellcheck disable=SC2046
+  chmod "$mode" $(awk -v m="$mode" '$2 == m { print $3 }' "$attributes")
+done
+# shellcheck disable=SC2046
+sync $(cut -d' ' -f3 "$attributes") 2>/dev/null || sync
 
-path_of() { cat "$stage/$1.path"; }
-# install N: the new file goes live on disk (atomically: a copy in its directory, renamed).
-install() {
-  target=$(path_of "$1")
-  tmp=$(mktemp "$(dirname "$target")/.siteward-new.XXXXXX")
-  cp -p "$stage/$1.new" "$tmp"
-  sync "$tmp" 2>/dev/null || sync
-  mark_unloaded "$target"
-  mv -f "$tmp" "$target"
+get() { eval "printf '%s' \"\$$1_$2\""; }
+install() { # N: the new file goes live on disk (renamed over the old one), marked unloaded
+  : >"$unloaded_dir/$(get marker "$1")"
+  mv -f "$(get new "$1")" "$(get path "$1")"
 }
-# put_back N: the file as it was before the batch (or no file).
-put_back() {
-  target=$(path_of "$1")
-  if [ -e "$stage/$1.old" ]; then
-    tmp=$(mktemp "$(dirname "$target")/.siteward-old.XXXXXX")
-    cp -p "$stage/$1.old" "$tmp"
-    mv -f "$tmp" "$target"
+take_back() { # N: the new file leaves (kept aside), the one before it comes back (or none)
+  mv -f "$(get path "$1")" "$(get new "$1")"
+  old=$(get old "$1")
+  if [ -n "$old" ]; then
+    cp -p "$old" "$old.tmp" && mv -f "$old.tmp" "$(get path "$1")"
   else
-    rm -f "$target"
+    rm -f "$unloaded_dir/$(get marker "$1")" # no file, none loaded: nothing to reload
   fi
 }
 
-: >"$stage/loaded"
+loaded=
 i=0
 while [ "$i" -lt "$count" ]; do i=$((i + 1)); install "$i"; done
 if out=$(test_config); then
   i=0
-  while [ "$i" -lt "$count" ]; do i=$((i + 1)); echo "$i" >>"$stage/loaded"; done
+  while [ "$i" -lt "$count" ]; do i=$((i + 1)); loaded="$loaded $i"; done
 else
   i=0
-  while [ "$i" -lt "$count" ]; do i=$((i + 1)); put_back "$i"; done
+  while [ "$i" -lt "$count" ]; do i=$((i + 1)); take_back "$i"; done
   if ! out=$(test_config); then
     echo "$tester failed, previous file restored (it fails without the files of this apply too): $out" >&2
     exit 3
@@ -70,26 +84,29 @@ else
     i=$((i + 1))
     install "$i"
     if out=$(test_config); then
-      echo "$i" >>"$stage/loaded"
+      loaded="$loaded $i"
     else
-      put_back "$i"
-      printf 'failed %s\n' "$(path_of "$i")"
+      take_back "$i"
+      printf 'failed %s\n' "$(get path "$i")"
       printf '%s failed, previous file restored: %s\n' "$tester" "$out" | sed 's/^/| /'
     fi
   done
 fi
-[ -s "$stage/loaded" ] || exit 0
+[ -n "$loaded" ] || exit 0
 
 changed=$(date +%s%N)
 case $reload in
   nginx) reload_once nginx reload_nginx ;;
   php-fpm)
-    # reload_fpm waits until the pool of `path` listens: the last pool loaded stands for all.
-    path=$(path_of "$(tail -n 1 "$stage/loaded")")
+    # reload_fpm waits until the pool of `path` listens: one FPM master loads every pool at once.
+    for i in $loaded; do path=$(get path "$i"); done
     reload_once "php$php-fpm" reload_fpm
     ;;
 esac
-while read -r i; do
-  unmark_unloaded "$(path_of "$i")"
-  printf 'ok %s\n' "$(path_of "$i")"
-done <"$stage/loaded"
+markers=
+for i in $loaded; do
+  markers="$markers $unloaded_dir/$(get marker "$i")"
+  printf 'ok %s\n' "$(get path "$i")"
+done
+# shellcheck disable=SC2086
+rm -f $markers
