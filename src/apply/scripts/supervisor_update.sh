@@ -6,7 +6,8 @@
 # step, naming its processes' states and the last lines of its log.
 # $@ program names
 set -eu
-supervisorctl reread >/dev/null
+# `update` rereads the configuration itself: a `reread` before it would parse every program
+# file once more.
 supervisorctl update "$@" >/dev/null
 started=
 for program in "$@"; do
