@@ -41,6 +41,8 @@ pub struct Wave {
 /// A service whose configuration test and reload the sites of a wave share.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Service {
+    /// Files no service tests: written in one round trip.
+    Files,
     Nginx,
     PhpFpm(String),
     Supervisor,
@@ -53,13 +55,15 @@ enum Service {
 /// One site's part of a batch.
 #[derive(Clone, Debug)]
 enum Item {
-    /// A file to write, test and load.
+    /// A file to write, test and load; `marked` when a service must load it (its marker in
+    /// /run/siteward/unloaded goes once it has).
     File {
         path: String,
         content: String,
         owner: String,
         group: String,
         mode: u32,
+        marked: bool,
     },
     /// Supervisor programs to reread, update and start.
     Programs(Vec<String>),
@@ -202,7 +206,7 @@ fn batched(step: &Step, ctx: &StepContext) -> Option<(Service, Item, String)> {
             let service = match reload {
                 Reload::Nginx => Service::Nginx,
                 Reload::PhpFpm { version } => Service::PhpFpm(version.clone()),
-                Reload::Nothing | Reload::Supervisor => return None,
+                Reload::Nothing | Reload::Supervisor => Service::Files,
             };
             let plain = |s: &str| !s.is_empty() && !s.chars().any(char::is_whitespace);
             if ![path, owner, group].iter().all(|s| plain(s)) {
@@ -214,6 +218,7 @@ fn batched(step: &Step, ctx: &StepContext) -> Option<(Service, Item, String)> {
                 owner: owner.clone(),
                 group: group.clone(),
                 mode: *mode,
+                marked: *reload != Reload::Nothing,
             };
             Some((service, item, format!("write {path}")))
         }
@@ -343,10 +348,11 @@ fn service_command(
             let command = Command::script(ENSURE_USERS).args(args).render()?;
             Ok((command, Vec::new()))
         }
-        Service::Nginx | Service::PhpFpm(_) => {
+        Service::Files | Service::Nginx | Service::PhpFpm(_) => {
             let (reload, php) = match service {
                 Service::PhpFpm(version) => ("php-fpm", version.as_str()),
-                _ => ("nginx", ""),
+                Service::Nginx => ("nginx", ""),
+                _ => ("files", ""),
             };
             let command = Command::script(LOAD_BATCH).args([reload, php]).render()?;
             Ok((command, files_stdin(batch)))
@@ -364,9 +370,14 @@ fn files_stdin(batch: &[Request]) -> Vec<u8> {
             owner,
             group,
             mode,
+            marked,
         } = &request.item
         {
-            let marker = path.replace('/', "%");
+            let marker = if *marked {
+                path.replace('/', "%")
+            } else {
+                "-".to_owned()
+            };
             let header = format!(
                 "{path} {owner} {group} {mode:o} {} {marker}\n",
                 content.len()
@@ -480,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn only_server_wide_steps_are_batched() {
+    fn server_wide_steps_and_file_writes_are_batched() {
         let write = |reload| Step::WriteFile {
             path: "/etc/x.conf".into(),
             content: "x".into(),
@@ -506,8 +517,8 @@ mod tests {
             })),
             Some(Service::PhpFpm("8.2".into()))
         );
-        assert_eq!(service(&write(Reload::Nothing)), None);
-        assert_eq!(service(&write(Reload::Supervisor)), None);
+        assert_eq!(service(&write(Reload::Nothing)), Some(Service::Files));
+        assert_eq!(service(&write(Reload::Supervisor)), Some(Service::Files));
         let create = |engine| Step::CreateDatabase {
             engine,
             name: "shop".into(),
@@ -528,6 +539,7 @@ mod tests {
                 owner: "root".into(),
                 group: "root".into(),
                 mode: 0o644,
+                marked: true,
             },
             reply,
         };

@@ -1,8 +1,10 @@
 # Writes a batch of files that one service reads (the vhosts or the pools of one PHP version an
-# apply wave writes), tests the service's configuration once and reloads it once.
-# $1 reload (nginx|php-fpm), $2 PHP version
+# apply wave writes), tests the service's configuration once and reloads it once. Files no
+# service tests (cron files; supervisor programs, which the supervisor update step loads) are
+# only written, in one round trip.
+# $1 reload (nginx|php-fpm|files), $2 PHP version
 # Stdin: per file, a line `PATH OWNER GROUP MODE SIZE MARKER` (MARKER: the name of its marker in
-# /run/siteward/unloaded), then exactly SIZE bytes of content. Paths hold no blanks.
+# /run/siteward/unloaded, `-` for none), then exactly SIZE bytes of content. Paths hold no blanks.
 # Prints `ok PATH` per file loaded and `failed PATH` per file that broke the test, followed by
 # the test's output as `| ` lines. When the test fails, every file of the batch is put back as
 # it was, then each is tried alone: only the files that fail by themselves stay put back (the
@@ -14,6 +16,7 @@ reload=$1 php=${2:-}
 case $reload in
   nginx) tester="nginx -t" ;;
   php-fpm) tester="php-fpm$php -t" ;;
+  files) tester= ;;
   *) echo "unknown reload $reload" >&2; exit 2 ;;
 esac
 test_config() { if [ "$reload" = nginx ]; then nginx -t 2>&1; else "php-fpm$php" -t 2>&1; fi; }
@@ -53,7 +56,7 @@ sync $(cut -d' ' -f3 "$attributes") 2>/dev/null || sync
 
 get() { eval "printf '%s' \"\$$1_$2\""; }
 install() { # N: the new file goes live on disk (renamed over the old one), marked unloaded
-  : >"$unloaded_dir/$(get marker "$1")"
+  [ "$(get marker "$1")" = - ] || : >"$unloaded_dir/$(get marker "$1")"
   mv -f "$(get new "$1")" "$(get path "$1")"
 }
 take_back() { # N: the new file leaves (kept aside), the one before it comes back (or none)
@@ -69,6 +72,11 @@ take_back() { # N: the new file leaves (kept aside), the one before it comes bac
 loaded=
 i=0
 while [ "$i" -lt "$count" ]; do i=$((i + 1)); install "$i"; done
+if [ -z "$tester" ]; then
+  i=0
+  while [ "$i" -lt "$count" ]; do i=$((i + 1)); printf 'ok %s\n' "$(get path "$i")"; done
+  exit 0
+fi
 if out=$(test_config); then
   i=0
   while [ "$i" -lt "$count" ]; do i=$((i + 1)); loaded="$loaded $i"; done
