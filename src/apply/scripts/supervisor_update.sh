@@ -8,7 +8,11 @@
 set -eu
 # `update` rereads the configuration itself: a `reread` before it would parse every program
 # file once more.
-supervisorctl update "$@" >/dev/null
+if ! said=$(supervisorctl update "$@" 2>&1); then
+  # supervisorctl tells why on stdout
+  printf 'supervisorctl update failed: %s\n' "$said" >&2
+  exit 1
+fi
 started=
 for program in "$@"; do
   unmark_unloaded "/etc/supervisor/conf.d/$program.conf"
