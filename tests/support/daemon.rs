@@ -248,24 +248,5 @@ impl Drop for Watch {
 
 /// Runs curl with `args` (stdin `body`): the HTTP status and the body.
 fn curl(args: &[&str], body: Option<&[u8]>) -> Result<(u16, String)> {
-    let mut command = Command::new("curl");
-    command
-        .args([
-            "--noproxy",
-            "*",
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "30",
-        ])
-        .args(["--output", "-", "--write-out", "\n%{http_code}"])
-        .args(args);
-    let output = super::run_with_stdin(command, body)?;
-    anyhow::ensure!(output.success(), "curl {args:?}: {output}");
-    let text = output.stdout;
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((
-        code.trim().parse().context("an HTTP status")?,
-        body.to_owned(),
-    ))
+    super::curl_response(&format!("curl {args:?}"), args, 30, body)
 }

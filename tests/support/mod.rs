@@ -315,28 +315,9 @@ impl Host {
     /// returns the status code and the body.
     pub fn http_get(&self, host_header: &str, path: &str) -> Result<(u16, String)> {
         let url = format!("http://{}{}", self.address, path);
-        let output = Command::new("curl")
-            .args([
-                "--noproxy",
-                "*",
-                "--silent",
-                "--show-error",
-                "--max-time",
-                "20",
-            ])
-            .args(["--header", &format!("Host: {host_header}")])
-            .args(["--output", "-", "--write-out", "\n%{http_code}", &url])
-            .stdin(Stdio::null())
-            .output()
-            .context("failed to run curl")?;
+        let host = format!("Host: {host_header}");
         let what = format!("GET {url} (Host: {host_header})");
-        let out = CommandOutput::from(output).into_stdout(&what)?;
-        let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
-        let status = status
-            .trim()
-            .parse()
-            .with_context(|| format!("{what}: no status in {out:?}"))?;
-        Ok((status, body.to_owned()))
+        curl_response(&what, &["--header", &host, &url], 20, None)
     }
 }
 
@@ -508,6 +489,29 @@ impl fmt::Debug for CommandOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// `curl` from the machine (no proxy, at most `max_seconds`) with `args` and `body` on its
+/// stdin: the HTTP status and the body. `what` names the request when curl fails.
+pub fn curl_response(
+    what: &str,
+    args: &[&str],
+    max_seconds: u32,
+    body: Option<&[u8]>,
+) -> Result<(u16, String)> {
+    let mut command = Command::new("curl");
+    command
+        .args(["--noproxy", "*", "--silent", "--show-error"])
+        .args(["--max-time", &max_seconds.to_string()])
+        .args(["--output", "-", "--write-out", "\n%{http_code}"])
+        .args(args);
+    let out = run_with_stdin(command, body)?.into_stdout(what)?;
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    let status = status
+        .trim()
+        .parse()
+        .with_context(|| format!("{what}: no status in {out:?}"))?;
+    Ok((status, body.to_owned()))
 }
 
 pub fn run_with_stdin(mut command: Command, stdin: Option<&[u8]>) -> Result<CommandOutput> {

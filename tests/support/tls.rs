@@ -3,7 +3,7 @@
 //! answering its DNS queries for the test domains with the host's address (pebble validates
 //! HTTP-01 on port 80 of that address, through the host's own nginx).
 
-use super::{CommandOutput, Host, run_with_stdin};
+use super::{Host, run_with_stdin};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -120,25 +120,10 @@ impl TestCa {
 /// trusting only `ca`; returns status and body. A certificate curl does not trust is an error.
 pub fn https_get(host: &Host, name: &str, path: &str, ca: &Path) -> Result<(u16, String)> {
     let url = format!("https://{name}{path}");
-    let output = Command::new("curl")
-        .args([
-            "--noproxy",
-            "*",
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "20",
-        ])
-        .args(["--resolve", &format!("{name}:443:{}", host.address)])
-        .arg("--cacert")
-        .arg(ca)
-        .args(["--output", "-", "--write-out", "\n%{http_code}", &url])
-        .stdin(Stdio::null())
-        .output()?;
-    let out = CommandOutput::from(output);
-    ensure!(out.success(), "curl {url}: {out}");
-    let (body, status) = out.stdout.rsplit_once('\n').unwrap_or(("", &out.stdout));
-    Ok((status.trim().parse()?, body.to_owned()))
+    let resolve = format!("{name}:443:{}", host.address);
+    let ca = ca.to_string_lossy();
+    let args = ["--resolve", &resolve, "--cacert", &ca, &url];
+    super::curl_response(&format!("curl {url}"), &args, 20, None)
 }
 
 /// `http://NAME/PATH` on the host without following redirects: status and `Location`.
