@@ -363,50 +363,103 @@ fn drift_made_by_hand_shows_in_the_plan_and_apply_repairs_it() -> Result<()> {
     Ok(())
 }
 
+/// `siteward apply --auto-approve` of `site` started in the background.
+fn spawn_apply(site: &Site) -> Result<std::process::Child> {
+    Ok(std::process::Command::new(env!("CARGO_BIN_EXE_siteward"))
+        .args(["apply", "--auto-approve"])
+        .current_dir(site.workspace.root())
+        .envs(site.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?)
+}
+
 #[test]
 fn an_apply_killed_in_the_middle_converges_on_the_next_apply() -> Result<()> {
     let site = Site::laravel("t-engine-d", "eng-kill", "mariadb", "kill-pass-1")?;
-    let env: Vec<(&str, &str)> = site
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_siteward"))
-        .args(["apply", "--auto-approve"])
-        .current_dir(site.workspace.root())
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
+    // The deploy script holds while /tmp/eng-kill-hold exists, so that the apply is killed
+    // at a known point: the database made, the release being built, no worker nor record yet.
+    let hold = "/tmp/eng-kill-hold";
+    let reached = "/tmp/eng-kill-reached";
+    let runs = "/tmp/eng-kill-runs";
+    let script = format!(
+        "echo run >> {runs}\n      if [ -e {hold} ]; then : > {reached}; while [ -e {hold} ]; do sleep 0.2; done; fi\n      php artisan migrate --force"
+    );
+    site.workspace.write_spec(
+        "sites/eng-kill.yaml",
+        &laravel_site("eng-kill", "mariadb", "").replace("php artisan migrate --force", &script),
+    )?;
+    let host = &site.host;
+    let lock = "/run/siteward/deploy-%home%eng_kill%eng-kill.test.lock";
+    // `-o`: the lock is flock's alone (not its child's), so killing flock releases it.
+    let holder = format!("flock -o {lock} sleep 600");
+    host.exec(&format!(
+        "pkill -f '^{holder}$'; rm -f {reached} {runs} && touch {hold}"
+    ))?;
+    let mut killed = spawn_apply(&site)?;
     wait_for(
-        "the apply reaching the database",
-        Duration::from_secs(60),
+        "the apply reaching the deploy script",
+        Duration::from_secs(90),
+        || host.exists(reached),
+    )?;
+    assert!(
+        host.mysql("SHOW DATABASES LIKE 'eng_kill'")?
+            .contains("eng_kill"),
+        "the database was made before the deploy"
+    );
+    killed.kill()?;
+    killed.wait()?;
+    // Its session gone, the server stops what it ran (nothing else would ever stop it).
+    wait_for(
+        "the server stopping the killed apply's deploy",
+        Duration::from_secs(20),
         || {
-            Ok(site
-                .host
-                .mysql("SHOW DATABASES LIKE 'eng_kill'")?
-                .contains("eng_kill"))
+            Ok(!host
+                .run("pgrep -u eng_kill -f siteward-deploy", None)?
+                .success())
         },
     )?;
-    child.kill()?;
-    child.wait()?;
+    host.exec(&format!("rm -f {hold} {reached}"))?;
     assert!(
         !site.pending()?.is_empty(),
         "the killed apply left work to do"
     );
-    site.apply()?.assert_success();
+
+    // A deploy of the site that still runs (its apply's connection half open: a runner that
+    // vanished) holds the site's deploy lock. The next deploy waits for it rather than
+    // running the same migrations beside it.
+    host.exec(&format!(
+        "mkdir -p /run/siteward && (setsid {holder} </dev/null >/dev/null 2>&1 &)"
+    ))?;
+    let next = spawn_apply(&site)?;
+    wait_for(
+        "the next deploy waiting for the running one",
+        Duration::from_secs(90),
+        || Ok(host.run("pgrep -f '^flock -w [0-9]+ 8$'", None)?.success()),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        host.exec(&format!("wc -l < {runs}"))?.trim(),
+        "1",
+        "the next deploy script waits"
+    );
+    host.exec(&format!("pkill -f '^{holder}$'"))?;
+    let output = next.wait_with_output()?;
+    assert!(
+        output.status.success(),
+        "the next apply succeeded: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(site.pending()?, vec![], "the next apply converged");
-    let env_file = site
-        .host
-        .read_file("/home/eng_kill/eng-kill.test/shared/.env")?;
+    assert_eq!(host.exec(&format!("wc -l < {runs}"))?.trim(), "2");
+    let env_file = host.read_file("/home/eng_kill/eng-kill.test/shared/.env")?;
     assert_eq!(
         env_file.matches("DB_PASSWORD=").count(),
         1,
         "no key written twice: {env_file}"
     );
-    let live = site
-        .host
-        .exec("ls /home/eng_kill/eng-kill.test/releases | wc -l")?;
+    let live = host.exec("ls /home/eng_kill/eng-kill.test/releases | wc -l")?;
     assert!(live.trim().parse::<u32>()? >= 1);
     assert_eq!(site.page()?["database"]["ok"], true);
     Ok(())

@@ -339,3 +339,34 @@ async fn maintenance_and_validation_see_what_the_site_serves() -> Result<()> {
     handover::resume_jobs(&session, &site.name, START_WAIT).await?;
     Ok(())
 }
+
+/// The one `supervisorctl update` of applies, removals and handovers.
+const SUPERVISOR_SH: &str = include_str!("../src/apply/scripts/supervisor.sh");
+
+/// Another update on the server (another site's removal, an administrator) can remove a
+/// program between a script's look at supervisor and its own update: supervisor then answers
+/// "no such group". That program is as wanted when its file is gone; not when it is there.
+#[test]
+fn a_program_removed_by_another_update_first_is_as_wanted() -> Result<()> {
+    let host = Fleet::host("t-mighand-b")?;
+    let update = |dir: &str, program: &str| {
+        host.run(
+            &format!("{SUPERVISOR_SH}\nsupervisor_update {dir} {program}"),
+            None,
+        )
+    };
+    let gone = update("/etc/supervisor/conf.d", "siteward-mh-gone-queue")?;
+    assert!(gone.success(), "a removed program's file is gone: {gone}");
+
+    host.exec("mkdir -p /tmp/mh-programs && : > /tmp/mh-programs/siteward-mh-ghost-queue.conf")?;
+    let unknown = update("/tmp/mh-programs", "siteward-mh-ghost-queue")?;
+    host.exec("rm -rf /tmp/mh-programs")?;
+    assert!(!unknown.success(), "its file is there: {unknown}");
+    assert!(
+        unknown
+            .stderr
+            .contains("ERROR: no such group: siteward-mh-ghost-queue"),
+        "says what supervisor answered: {unknown}"
+    );
+    Ok(())
+}

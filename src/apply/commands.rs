@@ -46,9 +46,16 @@ const TLS_ISSUE: &str = include_str!("scripts/tls_issue.sh");
 const MERGE_ENV: &str = include_str!("scripts/merge_env.sh");
 const SQL: &str = include_str!("scripts/sql.sh");
 const DEPLOY: &str = include_str!("scripts/deploy.sh");
-const SUPERVISOR_UPDATE: &str = with_reload!("scripts/supervisor_update.sh");
+pub(super) const SUPERVISOR_UPDATE: &str = concat!(
+    include_str!("scripts/reload.sh"),
+    include_str!("scripts/supervisor.sh"),
+    include_str!("scripts/supervisor_update.sh")
+);
 const WRITE_RECORD: &str = include_str!("scripts/write_record.sh");
-const REMOVE_SITE: &str = include_str!("scripts/remove_site.sh");
+const REMOVE_SITE: &str = concat!(
+    include_str!("scripts/supervisor.sh"),
+    include_str!("scripts/remove_site.sh")
+);
 
 /// What the executor knows besides the step: the server, the resolved secrets, and the wave
 /// of sites whose server-wide work is shared (none: each step runs alone).

@@ -20,10 +20,6 @@ const LOAD_BATCH: &str = concat!(
     include_str!("scripts/reload.sh"),
     include_str!("scripts/load_batch.sh")
 );
-const SUPERVISOR_UPDATE: &str = concat!(
-    include_str!("scripts/reload.sh"),
-    include_str!("scripts/supervisor_update.sh")
-);
 /// ensure_user.sh as a function (its `exit` ends a subshell), then the loop over the users.
 const ENSURE_USERS: &str = concat!(
     "ensure_user() (\n",
@@ -335,7 +331,9 @@ fn service_command(
                     }
                 }
             }
-            let command = Command::script(SUPERVISOR_UPDATE).args(programs).render()?;
+            let command = Command::script(super::commands::SUPERVISOR_UPDATE)
+                .args(programs)
+                .render()?;
             Ok((command, Vec::new()))
         }
         Service::Users | Service::MysqlAdmin => {

@@ -18,7 +18,10 @@ use crate::spec::names::SiteName;
 use crate::transport::quote::Command;
 use crate::transport::{QuoteError, Stdin, Transport, TransportError};
 
-const JOBS: &str = include_str!("scripts/handover_jobs.sh");
+const JOBS: &str = concat!(
+    include_str!("../apply/scripts/supervisor.sh"),
+    include_str!("scripts/handover_jobs.sh")
+);
 const PAUSE: &str = include_str!("scripts/handover_pause.sh");
 const RESUME: &str = include_str!("scripts/handover_resume.sh");
 const STATE: &str = include_str!("scripts/handover_state.sh");

@@ -219,11 +219,14 @@ pub fn version_commit(branch: &str, version: &str, base: Option<&str>) -> Result
 }
 
 /// Removes site `name` from `host`: programs, managed files, user and home, record,
-/// databases (the user and database are `name` with `-` turned into `_`).
+/// databases (the user and database are `name` with `-` turned into `_`). Supervisor updates
+/// only this site's programs: tests of other sites may be midway through on the same host.
 pub fn clean_site(host: &Host, name: &str) -> Result<()> {
     let script = format!(
-        "supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
-         /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; supervisorctl update >/dev/null 2>&1; \
+        "programs=$({{ cd /etc/supervisor/conf.d && ls siteward-{n}-*.conf; supervisorctl status | awk '{{ print $1 }}'; }} 2>/dev/null | \
+           sed -n 's/^\\(siteward-{n}-[^.:]*\\).*/\\1/p' | sort -u); \
+         supervisorctl stop 'siteward-{n}-queue:*' >/dev/null 2>&1; rm -f /etc/supervisor/conf.d/siteward-{n}-*.conf /etc/nginx/conf.d/siteward-{n}.conf \
+         /etc/php/8.2/fpm/pool.d/siteward-{n}.conf /etc/cron.d/siteward-{n}; [ -z \"$programs\" ] || supervisorctl update $programs >/dev/null 2>&1; \
          pkill -u {u} >/dev/null 2>&1; userdel -r -f {u} >/dev/null 2>&1; groupdel {u} >/dev/null 2>&1; rm -rf /home/{u} /var/lib/siteward/sites/{n}; \
          mariadb -e 'DROP DATABASE IF EXISTS {u}; DROP USER IF EXISTS {u}@localhost'; \
          redis-cli --scan --pattern '{u}_*' | xargs -r redis-cli del >/dev/null 2>&1; \

@@ -18,12 +18,22 @@ strategy=$1 user=$2 root=$3 repository=$4 revision=$5 keep=$6 php=$7 domain=$8 b
 storage_link=${10} shared=${11} restart=${12} programs=${13} health_path=${14}
 health_status=${15} health_body=${16} health_timeout=${17} fingerprint=${18} scheme=${19:-http}
 home=$(getent passwd "$user" | cut -d: -f6)
+# One deploy of a site at a time. A run killed during a deploy leaves that deploy running on
+# the server (its script, the migrations): the next run's deploy waits for it instead of
+# running the same migrations beside it. The lock goes with the process, so a deploy that died
+# holds nothing; children run without it (a daemon a deploy script starts must not keep it).
+mkdir -p /run/siteward
+exec 8>"/run/siteward/deploy-$(printf '%s' "$root" | tr / %).lock"
+if ! flock -w 540 8; then
+  echo "deploy failed: another deploy of $root has been running on this server for 9 minutes" >&2
+  exit 5
+fi
 script_file=$(mktemp /tmp/.siteward-deploy.XXXXXX)
 trap 'rm -f "$script_file"' EXIT
 cat >"$script_file"
 chmod 0644 "$script_file"
 bin=$root/.siteward-bin
-as_user() { runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 PATH="$bin:/usr/local/bin:/usr/bin:/bin" "$@"; }
+as_user() { runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 PATH="$bin:/usr/local/bin:/usr/bin:/bin" "$@" 8>&-; }
 
 prepare_bin() {
   mkdir -p "$bin"

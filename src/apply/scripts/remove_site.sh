@@ -9,8 +9,8 @@ done
 printf '%s\n' "$files" | while IFS= read -r file; do
   if [ -n "$file" ]; then rm -f "$file"; fi
 done
-supervisorctl reread >/dev/null 2>&1 || true
-supervisorctl update >/dev/null 2>&1 || true
+# shellcheck disable=SC2086 # program names are words without blanks
+supervisor_update /etc/supervisor/conf.d $programs 2>/dev/null || true
 if nginx -t >/dev/null 2>&1; then
   if [ -d /run/systemd/system ]; then systemctl reload nginx; else nginx -s reload; fi
 fi

@@ -8,11 +8,7 @@
 set -eu
 # `update` rereads the configuration itself: a `reread` before it would parse every program
 # file once more.
-if ! said=$(supervisorctl update "$@" 2>&1); then
-  # supervisorctl tells why on stdout
-  printf 'supervisorctl update failed: %s\n' "$said" >&2
-  exit 1
-fi
+supervisor_update /etc/supervisor/conf.d "$@" || exit 1
 started=
 for program in "$@"; do
   unmark_unloaded "/etc/supervisor/conf.d/$program.conf"

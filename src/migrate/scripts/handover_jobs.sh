@@ -67,19 +67,7 @@ move() {
 
 # supervisor_apply PROGRAMS...: makes supervisor pick up added and removed files of exactly
 # these programs; removed ones are stopped gracefully (stopwaitsecs) before this returns.
-supervisor_apply() {
-  [ "$#" -gt 0 ] || return 0
-  supervisor reread
-  supervisor update "$@"
-}
-
-# supervisor ARGS...: supervisorctl, quiet when it succeeds; when it fails, what it said (it
-# says it on stdout) goes to stderr, so that the error names the cause.
-supervisor() {
-  said=$(supervisorctl "$@" 2>&1) && return 0
-  printf 'supervisorctl %s failed: %s\n' "$1" "$said" >&2
-  return 1
-}
+supervisor_apply() { supervisor_update "$program_dir" "$@"; }
 
 # cron_processes: "PID COMMAND" of each running process of the cron users that descends from
 # the cron daemon (cron's own per-job children excepted): the site's cron jobs still running.
