@@ -519,3 +519,106 @@ fn an_export_imports_onto_a_fresh_host_and_no_archive_holds_a_secret() -> Result
     );
     Ok(())
 }
+
+/// The SFTP store: a second sshd of the machine's (`scripts/fleet sftp-serve`), SFTP only.
+struct Sftp {
+    url: String,
+    key_file: String,
+    host_key: String,
+    root: String,
+}
+
+fn sftp() -> Result<Sftp> {
+    Fleet::run(&["sftp-serve"])?;
+    let env = Fleet::run(&["sftp-env"])?;
+    let get = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("{name} in sftp-env"))
+    };
+    Ok(Sftp {
+        url: get("SFTP_URL")?,
+        key_file: get("SFTP_KEY_FILE")?,
+        host_key: get("SFTP_HOST_KEY")?,
+        root: get("SFTP_ROOT")?,
+    })
+}
+
+/// A repository on another server: reached over SSH with the site's key, the store's host key
+/// pinned. A key that is not the store's is refused before anything is written there.
+#[test]
+fn a_backup_over_sftp_to_another_server_restores_onto_another_host() -> Result<()> {
+    let store = sftp()?;
+    let mut site = Move::new("t-backup-a", "t-backup-b", "bk-sftp", "mariadb")?;
+    site.place("a", "final-sync", "keep")?;
+    site.env
+        .push(("BK_SFTP_RESTIC_PASSWORD".into(), "bk-sftp-restic-pw".into()));
+    let name = format!("bk-sftp-{}", now_unix());
+    let repository = format!("{}/{name}", store.url);
+    let stored = std::path::Path::new(&store.root)
+        .join("backups")
+        .join(&name);
+    let section = |host_key: &str| {
+        format!(
+            "  backup:\n    repository: {repository}\n    password: {{secret: env:BK_SFTP_RESTIC_PASSWORD}}\n    credentials:\n      sshKey: {{secret: file:{}}}\n    hostKey: {host_key}\n",
+            store.key_file
+        )
+    };
+    // The client's own public key stands in for a host key that is not the store's.
+    let not_the_store = std::fs::read_to_string(format!("{}.pub", store.key_file))?;
+    append_backup(&site, &section(not_the_store.trim()))?;
+    clean_backups(&site)?;
+    site.apply()?.assert_success();
+    let refused = site.siteward(&["backup", &site.name])?;
+    ensure!(!refused.success(), "a wrong host key is refused: {refused}");
+    ensure!(
+        refused.stderr.contains("Host key verification failed"),
+        "says why: {refused}"
+    );
+    ensure!(!stored.exists(), "nothing was written at the store");
+
+    append_backup(&site, &section(&store.host_key))?;
+    site.apply()?.assert_success();
+    seed_database(&site)?;
+    seed_storage(&site, 2)?;
+    let database = database_digest(&site, &site.a)?;
+    let storage = storage_digest(&site, &site.a)?;
+    let out = site.siteward(&["backup", &site.name])?;
+    out.assert_success();
+    ensure!(
+        stored.join("config").is_file(),
+        "restic's repository is at the store"
+    );
+    let listed = site.siteward(&["backups", &site.name, "--format", "json"])?;
+    listed.assert_success();
+    let runs: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    ensure!(runs.as_array().map(Vec::len) == Some(1), "{runs:#}");
+    let secrets = site.a.exec(&format!(
+        "stat -c '%a %U' /etc/siteward/backup/{}/secrets",
+        site.name
+    ))?;
+    ensure!(
+        secrets.trim() == "600 root",
+        "the key is root's alone: {secrets}"
+    );
+
+    support::site::clean_site(&site.a, &site.name)?;
+    clean_backups(&site)?;
+    let backup = section(&store.host_key);
+    place(&site, "b", &backup)?;
+    let out = site.siteward(&["restore", &site.name, "--auto-approve"])?;
+    out.assert_success();
+    ensure!(
+        database_digest(&site, &site.b)? == database,
+        "database differs after restore"
+    );
+    ensure!(
+        storage_digest(&site, &site.b)? == storage,
+        "storage differs after restore"
+    );
+    let (status, body) = site.b.http_get(&site.domain(), "/up")?;
+    ensure!(status == 200 && body.contains("OK"), "{status} {body}");
+    std::fs::remove_dir_all(&stored)?;
+    Ok(())
+}

@@ -179,6 +179,7 @@ mod tests {
                     secret: "env:PW".into(),
                 },
                 credentials: None,
+                host_key: None,
                 schedule: "0 3 * * *".into(),
                 check: "0 4 * * 0".into(),
                 keep: Keep::default(),

@@ -1,10 +1,11 @@
 //! A site's effective backup settings (its own `backup` over its Server's default), and the
 //! settings and secrets files the server-side script reads. Pure.
 
+use super::repository::Store;
 use crate::layout;
 use crate::resources::DesiredSite;
 use crate::spec::Site;
-use crate::spec::backup::{BackupSpec, Keep, S3Credentials};
+use crate::spec::backup::{BackupCredentials, BackupSpec, Keep};
 use crate::spec::secret::{ResolvedSecrets, Secret, SecretRef};
 use crate::spec::server::ServerSpec;
 use crate::spec::site::DatabaseEngine;
@@ -23,7 +24,9 @@ pub const END_OF_SETTINGS: &str = "--end--";
 pub struct BackupSettings {
     pub repository: String,
     pub password: SecretRef,
-    pub credentials: Option<S3Credentials>,
+    pub credentials: Option<BackupCredentials>,
+    /// The pinned host key of an `sftp:` repository's server.
+    pub host_key: Option<String>,
     pub schedule: String,
     pub check: String,
     pub keep: Keep,
@@ -34,10 +37,97 @@ impl BackupSettings {
     pub fn secret_references(&self) -> Vec<&SecretRef> {
         let mut out = vec![&self.password];
         if let Some(credentials) = &self.credentials {
-            out.push(&credentials.access_key_id);
-            out.push(&credentials.secret_access_key);
+            out.extend(credentials.fields().into_iter().map(|(_, r)| r));
         }
         out
+    }
+
+    /// What of these settings the repository's store cannot use, each with its field and fix.
+    pub fn store_problems(&self) -> Vec<StoreProblem> {
+        let store = match Store::of(&self.repository) {
+            Ok(store) => store,
+            Err(why) => {
+                return vec![StoreProblem::new(
+                    "repository",
+                    format!("the repository `{}` cannot be used: {why}", self.repository),
+                    "write `s3:https://host/bucket/path`, `sftp:user@host:/path` or `sftp://user@host:port//path`",
+                )];
+            }
+        };
+        let credentials = self.credentials.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        match store {
+            Store::S3 => {
+                if credentials.ssh_key.is_some() {
+                    out.push(StoreProblem::new(
+                        "credentials",
+                        "`credentials.sshKey` is for `sftp:` repositories, and this one is on S3"
+                            .into(),
+                        "remove `sshKey`, or point `repository` at `sftp:user@host:/path`",
+                    ));
+                }
+                if self.host_key.is_some() {
+                    out.push(StoreProblem::new(
+                        "hostKey",
+                        "`hostKey` is for `sftp:` repositories, and this one is on S3".into(),
+                        "remove `hostKey`",
+                    ));
+                }
+                if credentials.access_key_id.is_some() != credentials.secret_access_key.is_some() {
+                    out.push(StoreProblem::new(
+                        "credentials",
+                        "S3 credentials need both `accessKeyId` and `secretAccessKey`".into(),
+                        "add the missing one as `{secret: env:NAME}`",
+                    ));
+                }
+            }
+            Store::Sftp(target) => {
+                if credentials.access_key_id.is_some() || credentials.secret_access_key.is_some() {
+                    out.push(StoreProblem::new(
+                        "credentials",
+                        "`accessKeyId` and `secretAccessKey` are for S3, and this repository is on SFTP".into(),
+                        "give `credentials: {sshKey: {secret: file:/path/to/key}}` instead",
+                    ));
+                }
+                if credentials.ssh_key.is_none() {
+                    out.push(StoreProblem::new(
+                        "credentials",
+                        format!(
+                            "the SFTP repository needs the SSH key the server logs in to {} with",
+                            target.login()
+                        ),
+                        "add `credentials: {sshKey: {secret: file:/path/to/private_key}}`",
+                    ));
+                }
+                if self.host_key.is_none() {
+                    out.push(StoreProblem::new(
+                        "hostKey",
+                        format!("the SFTP repository needs the host key of {} (host keys are checked, never trusted on first use)", target.host),
+                        "add `hostKey: ssh-ed25519 AAAA…` as in the store's /etc/ssh/ssh_host_ed25519_key.pub (`ssh-keyscan` shows it; compare it out of band)",
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A setting the repository's store cannot use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreProblem {
+    /// The field of the `backup` section.
+    pub field: &'static str,
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl StoreProblem {
+    fn new(field: &'static str, message: String, hint: &'static str) -> Self {
+        StoreProblem {
+            field,
+            message,
+            hint,
+        }
     }
 }
 
@@ -83,6 +173,7 @@ pub fn effective(
         repository,
         password: password.clone(),
         credentials: pick(own, default, |b| b.credentials.as_ref()).cloned(),
+        host_key: pick(own, default, |b| b.host_key.as_ref()).cloned(),
         schedule: pick(own, default, |b| b.schedule.as_ref())
             .cloned()
             .unwrap_or_else(|| default_schedule(name)),
@@ -262,6 +353,13 @@ pub fn config_text(layout: &SiteLayout, settings: Option<&BackupSettings>) -> St
     }
     if let Some(settings) = settings {
         line("repository", &settings.repository);
+        if let Ok(Store::Sftp(target)) = Store::of(&settings.repository) {
+            line("sftp_login", &target.login());
+            line("sftp_port", &target.port.to_string());
+            if let Some(key) = &settings.host_key {
+                line("sftp_known_host", &target.known_hosts_line(key));
+            }
+        }
         line("keep_daily", &settings.keep.daily.to_string());
         line("keep_weekly", &settings.keep.weekly.to_string());
         line("keep_monthly", &settings.keep.monthly.to_string());
@@ -282,11 +380,14 @@ pub fn secret_entries(
     if let Some(settings) = settings {
         out.push(("password", settings.password.clone()));
         if let Some(credentials) = &settings.credentials {
-            out.push(("aws_access_key_id", credentials.access_key_id.clone()));
-            out.push((
-                "aws_secret_access_key",
-                credentials.secret_access_key.clone(),
-            ));
+            for (field, reference) in credentials.fields() {
+                let entry = match field {
+                    "accessKeyId" => "aws_access_key_id",
+                    "secretAccessKey" => "aws_secret_access_key",
+                    _ => "ssh_key",
+                };
+                out.push((entry, reference.clone()));
+            }
         }
     }
     if let Some(reference) = layout
@@ -400,6 +501,70 @@ mod tests {
             effective(&site, Some(&server)),
             Some(Err(vec![Missing::Repository, Missing::Password]))
         );
+    }
+
+    #[test]
+    fn an_sftp_store_needs_its_key_and_host_key_and_no_s3_keys() {
+        let (_, _, problems) = checked(
+            "",
+            ", backup: {repository: 'sftp:backup@store.test:/srv/r', password: {secret: env:PW}, \
+             credentials: {accessKeyId: {secret: env:K}, secretAccessKey: {secret: env:S}}}",
+        );
+        let says = |problems: &[String], text: &str| problems.iter().any(|p| p.contains(text));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(says(&problems, "are for S3"), "{problems:?}");
+        assert!(
+            says(&problems, "logs in to backup@store.test"),
+            "{problems:?}"
+        );
+        assert!(says(&problems, "host key of store.test"), "{problems:?}");
+        let (_, _, problems) = checked(
+            "",
+            ", backup: {repository: 's3:http://s3.test/b', password: {secret: env:PW}, \
+             hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5', credentials: {sshKey: {secret: env:K}}}",
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            says(&problems, "`credentials.sshKey` is for `sftp:`"),
+            "{problems:?}"
+        );
+        assert!(says(&problems, "`hostKey` is for `sftp:`"), "{problems:?}");
+        let (_, _, problems) = checked(
+            "",
+            ", backup: {repository: 'sftp:store.test:/r', password: {secret: env:PW}}",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("name the login"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_sftp_store_gets_its_login_and_pinned_key_in_the_config_and_the_key_as_a_secret() {
+        let (site, server) = site_with(
+            ", backup: {repository: 'sftp://backup@store.test:2222//srv/restic', password: {secret: env:PW}, \
+             credentials: {sshKey: {secret: file:/keys/backup}}, hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 root@store'}",
+            "",
+        );
+        let settings = effective(&site, Some(&server)).unwrap().unwrap();
+        assert_eq!(
+            settings.repository,
+            "sftp://backup@store.test:2222//srv/restic/shop"
+        );
+        let layout = SiteLayout::new(&site, "a", Some(&server));
+        let config = config_text(&layout, Some(&settings));
+        assert!(
+            config.contains("\nsftp_login=backup@store.test\nsftp_port=2222\n"),
+            "{config}"
+        );
+        assert!(
+            config
+                .contains("\nsftp_known_host=[store.test]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n"),
+            "{config}"
+        );
+        assert!(!config.contains("/keys/backup"), "{config}");
+        let entries = secret_entries(&layout, Some(&settings));
+        let names: Vec<&str> = entries.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["password", "ssh_key"]);
+        assert_eq!(entries[1].1.secret, "file:/keys/backup");
     }
 
     #[test]

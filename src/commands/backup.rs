@@ -130,7 +130,7 @@ fn backup_failed(access: &SiteAccess, error: crate::backup::remote::BackupError)
     let text = access.secrets.scrub(&crate::apply::error_text(&error));
     hinted(
         format!("the backup of `{}` failed: {text}", access.site),
-        "check the repository URL, the S3 credentials and the password the spec references; `siteward backups SITE` lists what the repository holds",
+        "check the repository URL, the credentials (S3 keys, or the SSH key and host key of an SFTP store) and the password the spec references; `siteward backups SITE` lists what the repository holds",
     )
 }
 

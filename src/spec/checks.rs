@@ -238,19 +238,30 @@ fn check_backup(site: &Located<Site>, loaded: &Loaded, out: &mut Vec<Diagnostic>
         .iter()
         .find(|s| s.item.name == site.item.spec.server)
         .map(|s| &s.item.spec);
-    let Some(Err(missing)) = effective(&site.item, server) else {
-        return;
-    };
     let pointer: &[&str] = if site.item.spec.backup.is_some() {
         &["spec", "backup"]
     } else {
         &["spec"]
     };
+    let missing = match effective(&site.item, server) {
+        None => return,
+        Some(Ok(settings)) => {
+            for problem in settings.store_problems() {
+                let mut at = pointer.to_vec();
+                if site.item.spec.backup.is_some() {
+                    at.push(problem.field);
+                }
+                out.push(error(site, &at, false, problem.message).hint(problem.hint));
+            }
+            return;
+        }
+        Some(Err(missing)) => missing,
+    };
     for field in missing {
         let (name, hint) = match field {
             Missing::Repository => (
                 "repository",
-                "add `repository: s3:https://host/bucket/path` (or a `repository` base to the Server's `backup`)",
+                "add `repository: s3:https://host/bucket/path` or `sftp:user@host:/path` (or a `repository` base to the Server's `backup`)",
             ),
             Missing::Password => (
                 "password",
@@ -297,10 +308,7 @@ fn check_backup_fields<T>(
         );
     }
     if let Some(credentials) = &backup.credentials {
-        for (field, reference) in [
-            ("accessKeyId", &credentials.access_key_id),
-            ("secretAccessKey", &credentials.secret_access_key),
-        ] {
+        for (field, reference) in credentials.fields() {
             let pointer = ["spec", "backup", "credentials", field, "secret"];
             check_secret(located, &pointer, reference, out);
         }

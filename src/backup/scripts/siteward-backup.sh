@@ -4,7 +4,7 @@
 # (`sh -c SCRIPT siteward --stdin ACTION ...`, settings and secrets on stdin up to a `--end--`
 # line, data after it). Secrets never reach a process argument: they go to 0600 files in a
 # private temporary directory, removed on exit (RESTIC_PASSWORD_FILE, an AWS credentials file,
-# a MySQL option file or a PGPASSFILE).
+# the SSH key of an SFTP store, a MySQL option file or a PGPASSFILE).
 #
 # Actions: backup | scheduled-backup | check [--read-data] | scheduled-check | snapshots |
 # fetch DBID DBPATH FILESID SHARED | receive-database | receive-files | receive-env |
@@ -40,13 +40,15 @@ die() {
 cfg_site= cfg_server= cfg_repository= cfg_engine= cfg_database= cfg_charset= cfg_collation=
 cfg_admin_user= cfg_admin_auth=socket cfg_db_owner= cfg_shared= cfg_paths= cfg_owner=
 cfg_keep_daily=0 cfg_keep_weekly=0 cfg_keep_monthly=0 cfg_stale_after=0
+cfg_sftp_login= cfg_sftp_port=22 cfg_sftp_known_host=
 setting() {
   case $1 in
   site | server | repository | engine | database | charset | collation | admin_user | admin_auth | \
-    db_owner | shared | paths | owner | keep_daily | keep_weekly | keep_monthly | stale_after)
+    db_owner | shared | paths | owner | keep_daily | keep_weekly | keep_monthly | stale_after | \
+    sftp_login | sftp_port | sftp_known_host)
     eval "cfg_$1=\$2"
     ;;
-  password | aws_access_key_id | aws_secret_access_key | admin_password)
+  password | aws_access_key_id | aws_secret_access_key | ssh_key | admin_password)
     printf '%s' "$2" | base64 -d >"$work/$1" || die "the secret $1 is not base64"
     ;;
   esac
@@ -90,11 +92,49 @@ restic_env() {
     export AWS_SHARED_CREDENTIALS_FILE
     unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_PROFILE 2>/dev/null || true
   fi
+  case $cfg_repository in sftp:*) sftp_env ;; esac
 }
 
-# reason FILE: restic's own words for a failure: its `Fatal:` line, else its last line.
+# An SFTP store: restic runs this ssh, with the site's key and the store's pinned host key only
+# (no agent, no configuration of root's, no host key learnt on first use).
+sftp_command=
+sftp_env() {
+  [ -s "$work/ssh_key" ] || die "no SSH key for the SFTP repository in the settings"
+  [ -n "$cfg_sftp_known_host" ] || die "no host key for the SFTP repository in the settings"
+  case $cfg_sftp_login$cfg_sftp_port in *[!a-zA-Z0-9@.:_-]*) die "the SFTP login $cfg_sftp_login:$cfg_sftp_port is not valid" ;; esac
+  # ssh reads no key whose last line lacks its newline (a secret from the environment may).
+  if [ -n "$(tail -c 1 "$work/ssh_key")" ]; then echo >>"$work/ssh_key"; fi
+  printf '%s\n' "$cfg_sftp_known_host" >"$work/known_hosts"
+  sftp_command="ssh -F /dev/null -i $work/ssh_key -o IdentitiesOnly=yes -o IdentityAgent=none"
+  sftp_command="$sftp_command -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts"
+  sftp_command="$sftp_command -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=15 -o ServerAliveInterval=15"
+  sftp_command="$sftp_command -o ServerAliveCountMax=3 -p $cfg_sftp_port $cfg_sftp_login -s sftp"
+}
+
+# restic, with the ssh of an SFTP store when the repository is one.
+restic() {
+  if [ -n "$sftp_command" ]; then
+    command restic -o "sftp.command=$sftp_command" "$@"
+  else
+    command restic "$@"
+  fi
+}
+
+# The store holds nothing at the repository's place (restic's words for S3 and for SFTP).
+nothing_there() {
+  grep -Eq 'specified (key|bucket) does not exist|no such file or directory|file does not exist' "$1"
+}
+
+# reason FILE: restic's own words for a failure: its `Fatal:` line, else its last line; for an
+# SFTP store, with the last thing ssh said (restic itself only sees the session end).
 reason() {
-  grep -m1 '^Fatal: ' "$1" | sed 's/^Fatal: //' | grep . || tail -n 1 "$1"
+  sw_said=$(grep -m1 '^Fatal: ' "$1" | sed 's/^Fatal: //' | grep . || tail -n 1 "$1")
+  sw_ssh=$(sed -n 's/^subprocess ssh: //p' "$1" | grep -v '^[@ ]' | tail -n 1)
+  if [ -n "$sw_ssh" ]; then
+    printf '%s (ssh: %s)\n' "$sw_said" "$sw_ssh"
+  else
+    printf '%s\n' "$sw_said"
+  fi
 }
 
 # One restic run of a site's at a time on a server (a scheduled prune holds the repository's
@@ -109,7 +149,7 @@ serialize() {
 # a wrong password, refused credentials or an unreachable store fail, naming restic's reason.
 ensure_repository() {
   if restic cat config --no-lock >/dev/null 2>"$work/cat.err"; then return 0; fi
-  if grep -Eq 'specified (key|bucket) does not exist|no such file or directory' "$work/cat.err"; then
+  if nothing_there "$work/cat.err"; then
     echo "siteward-backup: creating the repository $cfg_repository" >&2
     restic init >/dev/null 2>"$work/init.err" && return 0
     echo "siteward-backup: the repository could not be created: $(reason "$work/init.err")" >&2
@@ -122,7 +162,7 @@ ensure_repository() {
 # Whether the repository is missing (the store holds nothing there); other failures are reported.
 repository_missing() {
   if restic cat config --no-lock >/dev/null 2>"$work/cat.err"; then return 1; fi
-  grep -Eq 'specified (key|bucket) does not exist|no such file or directory' "$work/cat.err" && return 0
+  nothing_there "$work/cat.err" && return 0
   die "the repository $cfg_repository cannot be opened: $(reason "$work/cat.err")"
 }
 
