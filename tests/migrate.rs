@@ -127,11 +127,58 @@ fn a_mariadb_site_moves_in_test_mode_then_final_sync_with_jobs_on_one_server_at_
         &site.a,
         "INSERT INTO memos (body) VALUES ('written after the test');",
     )?;
+    // Jobs still queued in A's Redis when it stops (a queue no worker takes yet), a delayed job
+    // and a key with a TTL: the final sync moves them into B's Redis.
+    let prefix = format!("{}_", site.user());
+    let queued: Vec<String> = (1..=3)
+        .map(|n| format!("later-{n}-{}", now_unix()))
+        .collect();
+    for id in &queued {
+        site.a.exec(&format!(
+            "cd {}/current && runuser -u {} -- php artisan queue:push {id} --queue=later",
+            site.root(),
+            site.user()
+        ))?;
+    }
+    site.a.exec(&format!(
+        "redis-cli zadd '{prefix}queues:later:delayed' 1900000000 delayed-job >/dev/null && \
+         redis-cli set '{prefix}lock' held EX 3600 >/dev/null"
+    ))?;
     site.place("b", "final-sync", "stop")?;
     let before = now_unix();
     site.apply()?.assert_success();
     let switched = now_unix();
-    assert_report(&site, true)?;
+    let report = assert_report(&site, true)?;
+    ensure!(
+        report["redis"]["keys"]
+            .as_u64()
+            .is_some_and(|keys| keys >= 3),
+        "the report counts the keys moved: {report:#}"
+    );
+    ensure!(
+        site.b.exec(&format!(
+            "redis-cli zrange '{prefix}queues:later:delayed' 0 -1 withscores"
+        ))? == "delayed-job\n1900000000\n",
+        "the delayed job came along"
+    );
+    let ttl: i64 = site
+        .b
+        .exec(&format!("redis-cli pttl '{prefix}lock'"))?
+        .trim()
+        .parse()?;
+    ensure!(ttl > 0 && ttl <= 3_600_000, "the TTL came along: {ttl}");
+    site.b.exec(&format!(
+        "cd {}/current && runuser -u {} -- php artisan queue:work --queue=later --stop-when-empty",
+        site.root(),
+        site.user()
+    ))?;
+    let b_host = hostname(&site.b)?;
+    for id in &queued {
+        ensure!(
+            job_hosts(&site, &site.b, id)? == vec![b_host.clone()],
+            "job {id} queued on A ran on B, once"
+        );
+    }
     ensure!(database_digest(&site, &site.a)? == database_digest(&site, &site.b)?);
     ensure!(
         site.sql(

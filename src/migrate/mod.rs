@@ -7,6 +7,7 @@ pub mod launch;
 pub mod measure;
 pub mod preflight;
 pub mod progress;
+pub mod redis;
 pub mod report;
 pub mod run;
 pub mod validate;

@@ -91,6 +91,9 @@ pub struct MigrationReport {
     pub database: Vec<DatabaseMoved>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<StorageMoved>,
+    /// The site's Redis keys moved in the final sync (or why they were left alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<crate::migrate::redis::RedisMoved>,
     /// `.env` keys that came from the source (values never reported).
     pub env_keys_from_source: usize,
     /// The backups of the source taken before the final sync stopped it and before
@@ -240,6 +243,20 @@ impl MigrationReport {
                 );
             }
         }
+        if let Some(redis) = &self.redis {
+            let _ = match &redis.left_alone {
+                Some(why) => writeln!(out, "**Redis** (redis-synced): nothing moved: {why}.\n"),
+                None => writeln!(
+                    out,
+                    "**Redis** (redis-synced): {} keys ({}) from {} to {}, TTLs kept, {} ms; the target holds exactly these under the site's prefixes.\n",
+                    redis.keys,
+                    super::preflight::human_bytes(redis.bytes),
+                    redis.source,
+                    redis.target,
+                    redis.millis
+                ),
+            };
+        }
         if self.env_keys_from_source > 0 {
             let _ = writeln!(
                 out,
@@ -364,6 +381,7 @@ mod tests {
                 changed_on_source: Vec::new(),
             }],
             storage: Vec::new(),
+            redis: None,
             env_keys_from_source: 4,
             snapshots: Vec::new(),
             checks: vec![CheckResult {
@@ -392,6 +410,37 @@ mod tests {
         );
         assert!(text.contains("| `orders` | 3 | `123` |"), "{text}");
         assert!(text.contains("| http | pass |"), "{text}");
+    }
+
+    #[test]
+    fn the_redis_keys_moved_or_left_alone_are_told() {
+        let mut report = report();
+        report.redis = Some(crate::migrate::redis::RedisMoved {
+            source: "127.0.0.1:6379 (database 0)".into(),
+            target: "127.0.0.1:6379 (database 0)".into(),
+            keys: 12,
+            bytes: 2048,
+            left_alone: None,
+            millis: 40,
+        });
+        let text = report.markdown();
+        assert!(
+            text.contains(
+                "**Redis** (redis-synced): 12 keys (2.0 KiB) from 127.0.0.1:6379 (database 0)"
+            ),
+            "{text}"
+        );
+        report.redis = Some(crate::migrate::redis::RedisMoved {
+            left_alone: Some(
+                "both servers use the Redis at r:6379 (database 0): shared, left alone".into(),
+            ),
+            ..Default::default()
+        });
+        assert!(
+            report
+                .markdown()
+                .contains("nothing moved: both servers use")
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum MigrationError {
     Storage(#[source] FilesError),
     #[error("the handover of crons and workers failed")]
     Handover(#[source] HandoverError),
+    #[error("moving the site's Redis keys failed")]
+    Redis(#[source] crate::migrate::redis::RedisError),
     #[error("{what} on `{server}` failed")]
     Transport {
         what: &'static str,
@@ -157,6 +159,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             phases: Vec::new(),
             database: Vec::new(),
             storage: Vec::new(),
+            redis: None,
             env_keys_from_source: 0,
             snapshots: Vec::new(),
             checks: Vec::new(),
@@ -264,6 +267,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         }
         self.copy_data(Phase::DatabaseSynced, Phase::StorageSynced)
             .await?;
+        self.timed(Phase::RedisSynced).await?;
         self.timed(Phase::TargetStarted).await?;
         self.timed(Phase::Validated).await
     }
@@ -351,6 +355,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             Phase::TargetInstalled => self.install_target().await,
             Phase::Tested => self.test_target().await,
             Phase::SourceStopped => self.stop_source().await,
+            Phase::RedisSynced => self.move_redis().await,
             Phase::TargetStarted => self.start_target().await,
             Phase::Validated => self.validate(true).await,
             Phase::SourceFinished => self.finish_source().await,

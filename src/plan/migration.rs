@@ -29,6 +29,8 @@ pub enum Phase {
     DatabaseSynced,
     /// Final sync: the storage copied again from the quiet source.
     StorageSynced,
+    /// Final sync: the site's Redis keys (queued and delayed jobs) moved from the quiet source.
+    RedisSynced,
     /// Final sync: the target's crons and workers started.
     TargetStarted,
     /// Final sync: the target validated as the live runner.
@@ -59,6 +61,7 @@ impl Phase {
                 SourceStopped,
                 DatabaseSynced,
                 StorageSynced,
+                RedisSynced,
                 TargetStarted,
                 Validated,
                 SourceFinished,
@@ -79,6 +82,7 @@ impl Phase {
             SourceStopped => "source-stopped",
             DatabaseSynced => "database-synced",
             StorageSynced => "storage-synced",
+            RedisSynced => "redis-synced",
             TargetStarted => "target-started",
             Validated => "validated",
             SourceFinished => "source-finished",
@@ -120,6 +124,9 @@ impl Phase {
             }
             DatabaseSynced => "copy the database again from the quiet source and verify it",
             StorageSynced => "copy the storage again from the quiet source and verify it",
+            RedisSynced => {
+                "move the site's Redis keys (queued and delayed jobs, Horizon) from the quiet source, TTLs kept; a Redis both servers share is left alone"
+            }
             TargetStarted => "start the target's crons and workers",
             Validated => {
                 "validate the target (HTTP with the Host header, artisan about, database, Redis, workers running); on failure the source is brought back"

@@ -361,7 +361,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(" 1. [todo] provision:"), "{text}");
-        assert!(text.contains("11. [todo] done:"), "{text}");
+        assert!(text.contains("12. [todo] done:"), "{text}");
         assert!(text.contains("1 site(s) to move between servers"), "{text}");
         let markdown = markdown(&plan);
         assert!(

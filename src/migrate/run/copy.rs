@@ -294,6 +294,31 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         })
     }
 
+    /// The site's Redis keys from the quiet source to the target (its workers stopped: nothing
+    /// takes a job meanwhile), each side's Redis where its `.env` says.
+    pub(super) async fn move_redis(&mut self) -> Result<(), MigrationError> {
+        let source_env = format!("{}/.env", self.source_shared());
+        let target_env = resources::env_file::env_path(&self.desired);
+        let required = self
+            .job
+            .site
+            .spec
+            .redis
+            .as_ref()
+            .is_some_and(|r| r.required);
+        let moved = crate::migrate::redis::move_redis(
+            self.job.source.streaming,
+            self.job.target.streaming,
+            &source_env,
+            &target_env,
+            required,
+        )
+        .await
+        .map_err(MigrationError::Redis)?;
+        self.report.redis = Some(moved);
+        Ok(())
+    }
+
     pub(super) async fn copy_storage(&mut self) -> Result<(), MigrationError> {
         let moved = self.storage_copy().await?;
         self.report.storage.extend(moved);
