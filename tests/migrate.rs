@@ -479,3 +479,44 @@ INSERT INTO bulk (data) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 
     ensure!(site.plan_code()? == 0);
     Ok(())
 }
+
+/// What the target lacks that the source has is named before anything moves: a smaller
+/// `max_allowed_packet` in its configuration, and a PHP extension the code's composer.json
+/// requires. The plan refuses the move; the source keeps running, untouched.
+#[test]
+fn a_target_without_what_the_site_needs_is_refused_before_anything_moves() -> Result<()> {
+    let site = Move::new("t-migrate-a", "t-migrate-b", "mig-needs", "mysql")?;
+    let small_packet = "/etc/mysql/mariadb.conf.d/99-siteward-test-packet.cnf";
+    site.b.exec(&format!("rm -f {small_packet}"))?;
+    site.place("a", "final-sync", "keep")?;
+    site.apply()?.assert_success();
+    site.a.exec(&format!(
+        "printf '%s' '{{\"require\": {{\"php\": \"^8.2\", \"ext-ctype\": \"*\", \"ext-imagick\": \"*\"}}}}' > {}/current/composer.json",
+        site.root()
+    ))?;
+    site.b.exec(&format!(
+        "printf '[mariadbd]\\nmax_allowed_packet = 1M\\n' > {small_packet}"
+    ))?;
+    site.place("b", "final-sync", "keep")?;
+    let plan = site.siteward(&["plan"]);
+    let applied = site.apply();
+    site.b.exec(&format!("rm -f {small_packet}"))?;
+    let (plan, applied) = (plan?, applied?);
+    let said = format!("{}{}", plan.stdout, plan.stderr);
+    ensure!(
+        said.contains("max_allowed_packet is 1.0 MiB here and 16.0 MiB on the source"),
+        "the packet is named: {said}"
+    );
+    ensure!(
+        said.contains("lacks the extensions the site's composer files require: imagick (Debian: php8.2-imagick)"),
+        "the extension is named: {said}"
+    );
+    ensure!(!said.contains("ctype"), "an extension B has is not named: {said}");
+    ensure!(!applied.success(), "the apply refuses the move: {applied}");
+    ensure!(
+        !site.b.exists(&site.root())?,
+        "nothing was made on the target"
+    );
+    ensure!(worker_running(&site, &site.a)?, "the source runs on");
+    Ok(())
+}

@@ -248,9 +248,12 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
     let (sessions, unreachable) =
         connect_all(&loaded, &server_names, options.accept_new_host_keys).await?;
     let observed = observe_all(&loaded, &sessions).await?;
-    let storage_sizes = {
+    let (storage_sizes, move_facts) = {
         let sites = select_sites(&loaded, options.sites)?;
-        measure_migrations(&sites, &observed, &sessions).await
+        tokio::join!(
+            measure_migrations(&sites, &observed, &sessions),
+            gather_move_facts(&sites, &observed, &sessions)
+        )
     };
     let backups = crate::backup::resource::desired_all(&loaded);
     let plan = {
@@ -262,6 +265,7 @@ pub async fn prepare(ctx: &Context, options: PrepareOptions<'_>) -> anyhow::Resu
             secrets: &secrets,
             prune: options.prune,
             storage_sizes: &storage_sizes,
+            move_facts: &move_facts,
             backups: &backups,
             now: chrono::Utc::now().timestamp(),
         };
@@ -336,6 +340,53 @@ pub async fn measure_migrations(
         }
     }
     sizes
+}
+
+/// What each migration's source and target offer (database servers, `max_allowed_packet`,
+/// PHP modules) and what the site's composer files require: one round trip a side, for the
+/// sites that move. A side that does not answer leaves the facts unknown (no reason given).
+pub async fn gather_move_facts(
+    sites: &[&Site],
+    observed: &BTreeMap<String, ObservedServer>,
+    sessions: &BTreeMap<String, SshSession>,
+) -> BTreeMap<String, crate::migrate::compat::MoveFacts> {
+    use crate::migrate::compat::{MoveFacts, gather};
+    let mut facts = BTreeMap::new();
+    for site in sites {
+        let [source] = migration_sources(site, observed)[..] else {
+            continue;
+        };
+        let (Some(from), Some(to)) = (
+            sessions.get(source),
+            sessions.get(site.spec.server.as_str()),
+        ) else {
+            continue;
+        };
+        let root = observed
+            .get(source)
+            .and_then(|s| s.sites.get(site.name.as_str()))
+            .and_then(|s| s.record.as_ref())
+            .and_then(|r| r.facts.get("root").cloned())
+            .unwrap_or_else(|| DesiredSite::new(site).root.clone());
+        let code = match site.spec.deploy.strategy {
+            DeployStrategy::Releases => format!("{root}/current"),
+            DeployStrategy::InPlace => root,
+        };
+        let php = site.spec.php.as_deref();
+        let (source_facts, target_facts) =
+            tokio::join!(gather(from, php, Some(&code)), gather(to, php, None));
+        match (source_facts, target_facts) {
+            (Ok(source), Ok(target)) => {
+                facts.insert(site.name.to_string(), MoveFacts { source, target });
+            }
+            (Err(error), _) | (_, Err(error)) => tracing::warn!(
+                site = %site.name,
+                "what the servers of the move offer could not be read: {}",
+                crate::apply::error_text(&error)
+            ),
+        }
+    }
+    facts
 }
 
 const SUBJECT: &str = include_str!("../apply/scripts/subject.sh");

@@ -14,7 +14,7 @@ use super::specs::{Snapshot, Specs};
 use crate::apply::lock::LockOwner;
 use crate::apply::wave::Wave;
 use crate::apply::{SiteOutcome, apply_site, error_text};
-use crate::commands::reconcile::{measure_migrations, secret_references};
+use crate::commands::reconcile::{gather_move_facts, measure_migrations, secret_references};
 use crate::conditions::{self, Condition, ConditionType, SiteStatus};
 use crate::migrate::launch::{Launch, migrate_planned};
 use crate::migrate::progress::Progress;
@@ -166,7 +166,11 @@ impl Daemon {
         }
         let secrets = site_secrets(&snapshot, site)?;
         let (sessions, observed) = self.observe(&snapshot, site, &secrets).await?;
-        let sizes = measure_migrations(&[site], &observed, &sessions).await;
+        let moving = [site];
+        let (sizes, move_facts) = tokio::join!(
+            measure_migrations(&moving, &observed, &sessions),
+            gather_move_facts(&moving, &observed, &sessions)
+        );
         let all_names = snapshot.placements().map(|(name, _)| name).collect();
         let backups = crate::backup::resource::desired_for(&snapshot.loaded, [site]);
         let plan = build_plan(&PlanInputs {
@@ -176,6 +180,7 @@ impl Daemon {
             secrets: &secrets,
             prune: false,
             storage_sizes: &sizes,
+            move_facts: &move_facts,
             backups: &backups,
             now: chrono::Utc::now().timestamp(),
         });

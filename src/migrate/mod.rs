@@ -1,5 +1,6 @@
 //! Migration: moving a site's data between servers.
 
+pub mod compat;
 pub mod database;
 pub mod files;
 pub mod handover;

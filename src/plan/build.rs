@@ -25,6 +25,8 @@ pub struct PlanInputs<'a> {
     pub prune: bool,
     /// Storage sizes measured on migration sources, by site name.
     pub storage_sizes: &'a BTreeMap<String, MoveSizes>,
+    /// What each migration's source and target offer, by site name.
+    pub move_facts: &'a BTreeMap<String, crate::migrate::compat::MoveFacts>,
     /// Each site's backups as the specs say, by site name.
     pub backups: &'a BTreeMap<String, crate::backup::resource::BackupDesired>,
     /// The time of the plan (unix seconds): how long certificates have left.
@@ -213,7 +215,25 @@ fn preflight_reasons(site: &Site, migration: &MigrationPlan, inputs: &PlanInputs
     let Some(target) = inputs.observed.get(&migration.target) else {
         return Vec::new();
     };
-    crate::migrate::preflight::preflight(site, &migration.target, target, migration.sizes)
+    let mut reasons =
+        crate::migrate::preflight::preflight(site, &migration.target, target, migration.sizes);
+    if let Some(facts) = inputs.move_facts.get(site.name.as_str()) {
+        let engine = site.spec.database.as_ref().map(|db| match db.engine {
+            crate::spec::site::DatabaseEngine::Postgres => "postgres",
+            _ => "mysql",
+        });
+        let php = site
+            .spec
+            .php
+            .as_deref()
+            .filter(|_| site.spec.site_type != crate::spec::site::SiteType::Static);
+        reasons.extend(
+            crate::migrate::compat::reasons(facts, engine, php)
+                .into_iter()
+                .map(|reason| format!("`{}`: {reason}", migration.target)),
+        );
+    }
+    reasons
         .into_iter()
         .map(|reason| format!("preflight: {reason}"))
         .collect()
@@ -502,6 +522,7 @@ mod tests {
             secrets: &secrets,
             prune: false,
             storage_sizes: &sizes,
+            move_facts: &BTreeMap::new(),
             backups: &BTreeMap::new(),
             now: 1_800_000_000,
         })
