@@ -256,6 +256,10 @@ fn a_postgres_site_moves_with_final_sync_and_on_source_remove_leaves_nothing_on_
     seed_storage(&site, 8)?;
     let database_on_a = database_digest(&site, &site.a)?;
     let storage_on_a = storage_digest(&site, &site.a)?;
+    let prefix = format!("{}_", site.user());
+    site.a.exec(&format!(
+        "redis-cli set '{prefix}left-behind?' no >/dev/null"
+    ))?;
 
     site.place("b", "final-sync", "remove")?;
     let out = site.apply()?;
@@ -284,6 +288,17 @@ fn a_postgres_site_moves_with_final_sync_and_on_source_remove_leaves_nothing_on_
         n = site.name
     ))?;
     ensure!(leftovers.trim().is_empty(), "left on A: {leftovers}");
+    let keys = site
+        .a
+        .exec(&format!("redis-cli --scan --pattern '{prefix}*'"))?;
+    ensure!(keys.trim().is_empty(), "Redis keys left on A: {keys}");
+    ensure!(
+        site.b
+            .exec(&format!("redis-cli get '{prefix}left-behind?'"))?
+            .trim()
+            == "no",
+        "the key moved to B"
+    );
     ensure!(site.plan_code()? == 0);
     Ok(())
 }
@@ -511,7 +526,10 @@ fn a_target_without_what_the_site_needs_is_refused_before_anything_moves() -> Re
         said.contains("lacks the extensions the site's composer files require: imagick (Debian: php8.2-imagick)"),
         "the extension is named: {said}"
     );
-    ensure!(!said.contains("ctype"), "an extension B has is not named: {said}");
+    ensure!(
+        !said.contains("ctype"),
+        "an extension B has is not named: {said}"
+    );
     ensure!(!applied.success(), "the apply refuses the move: {applied}");
     ensure!(
         !site.b.exists(&site.root())?,

@@ -194,6 +194,48 @@ pub async fn move_redis(
     Ok(moved)
 }
 
+/// Removes the site's keys from the source's Redis, unless the target shares it (then they are
+/// the target's keys now). For `onSource: remove`, before the site's `.env` goes. Returns how
+/// many keys went.
+pub async fn clear_source(
+    source: &impl Transport,
+    target: &impl Transport,
+    source_env: &str,
+    target_env: &str,
+) -> Result<u64, RedisError> {
+    let (from, to) = tokio::join!(config(source, source_env), config(target, target_env));
+    let (from, to) = (from?, to?);
+    if from.state != "up" || matches!(decide(&from, &to, false), Ok(Decision::LeaveAlone(_))) {
+        return Ok(0);
+    }
+    let command = Command::script(SCRIPT)
+        .arg("clear")
+        .arg(source_env)
+        .render()?;
+    let output =
+        source
+            .exec(&command, Stdin::Empty)
+            .await
+            .map_err(|error| RedisError::Transport {
+                what: "removing the site's Redis keys",
+                endpoint: source.endpoint().to_owned(),
+                source: Box::new(error),
+            })?;
+    if !output.success() {
+        return Err(RedisError::Script {
+            what: "removing the site's Redis keys",
+            endpoint: source.endpoint().to_owned(),
+            status: output.status,
+            stderr: output.stderr_lossy(),
+        });
+    }
+    let text = output.stdout_lossy();
+    text.lines()
+        .find_map(|line| line.strip_prefix("cleared="))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| RedisError::Refused(format!("unexpected answer: {text:?}")))
+}
+
 async fn config(transport: &impl Transport, env: &str) -> Result<RedisSide, RedisError> {
     let command = Command::script(SCRIPT).arg("config").arg(env).render()?;
     let output = transport

@@ -319,6 +319,27 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         Ok(())
     }
 
+    /// The site's Redis keys removed from the source's Redis (`onSource: remove`), unless the
+    /// target shares that Redis.
+    pub(super) async fn clear_source_redis(&mut self) -> Result<(), MigrationError> {
+        let source_env = format!("{}/.env", self.source_shared());
+        let target_env = resources::env_file::env_path(&self.desired);
+        let cleared = crate::migrate::redis::clear_source(
+            self.job.source.transport,
+            self.job.target.transport,
+            &source_env,
+            &target_env,
+        )
+        .await
+        .map_err(MigrationError::Redis)?;
+        if cleared > 0 {
+            self.say(&format!(
+                "removed the site's {cleared} Redis keys from the source"
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) async fn copy_storage(&mut self) -> Result<(), MigrationError> {
         let moved = self.storage_copy().await?;
         self.report.storage.extend(moved);

@@ -204,6 +204,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             }
             OnSource::Remove => {
                 self.snapshot_source("before `onSource: remove`").await?;
+                self.clear_source_redis().await?;
                 let step = crate::plan::build::remove_site_step(self.site(), self.job.source_site);
                 return self
                     .run_on(Side::Source, vec![Step::RemoveSite(Box::new(step))])

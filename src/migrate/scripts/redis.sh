@@ -4,7 +4,8 @@
 # with their TTLs in milliseconds. Keys and values travel hex-encoded, one key a line
 # ("HEXKEY PTTL HEXVALUE"), so that every byte survives. The password is read from the `.env`
 # here and reaches redis-cli in its environment (REDISCLI_AUTH), never in an argument.
-# $1 action: config | send | receive; $2 the site's .env; receive: $3... the patterns to replace
+# $1 action: config | send | receive | clear; $2 the site's .env; receive: $3... the patterns to
+# replace (clear removes the site's keys: a source that `onSource: remove` deletes)
 set -eu
 action=$1 env_file=$2
 shift 2
@@ -131,6 +132,13 @@ receive)
     exit 3
   fi
   printf 'restored=%s\npresent=%s\n' "$restored" "$(count "$@")"
+  ;;
+clear)
+  answers || { echo "cleared=0"; exit 0; }
+  # shellcheck disable=SC2086 # patterns are words without blanks
+  before=$(count $patterns)
+  for pattern in $patterns; do each_step "$unlink_lua" "$pattern" >/dev/null; done
+  echo "cleared=$before"
   ;;
 *)
   echo "unknown action $action" >&2
