@@ -1,0 +1,157 @@
+//! The stream between the servers: the dump's stdout into the restore's stdin through an
+//! in-memory pipe, counted as it goes.
+
+use super::*;
+
+/// Runs the dump on the source and the restore on the target at once, the dump's stdout
+/// feeding the restore's stdin through an in-memory pipe. Returns the bytes that went through.
+pub(super) async fn stream<S: Transport, T: Transport>(
+    (source, source_admin, target, target_admin): (&S, &DbAdmin, &T, &DbAdmin),
+    dump: &str,
+    restore: &str,
+    name: &str,
+    meter: &Meter,
+) -> Result<u64, MigrateError> {
+    let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
+    let mut counter = CountingWriter {
+        inner: writer,
+        bytes: 0,
+        meter,
+    };
+    let dump_password = source_admin.password_line();
+    let restore_input = std::io::Cursor::new(target_admin.password_line()).chain(reader);
+    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
+        .await
+        .map_err(|source_error| MigrateError::Transport {
+            what: format!("opening the channels of the copy of database `{name}`"),
+            endpoint: format!("{} and {}", source.endpoint(), target.endpoint()),
+            source: Box::new(source_error),
+        })?;
+    let dumping = async {
+        let exit = source
+            .exec_streaming_in(
+                source_slot,
+                dump,
+                Stdin::Bytes(&dump_password),
+                &mut counter,
+            )
+            .await;
+        // EOF for the restore, whatever happened to the dump.
+        let _ = counter.inner.shutdown().await;
+        drop(counter.inner);
+        (exit, counter.bytes)
+    };
+    let restoring = target.exec_in(target_slot, restore, Stdin::reader(restore_input));
+    let ((dumped, bytes), restored) = tokio::join!(dumping, restoring);
+    let dump_what = format!("the dump of database `{name}`");
+    let restore_what = format!("the restore of database `{name}`");
+    let dump_result = checked(source.endpoint(), &dump_what, dumped);
+    let restore_result = checked(target.endpoint(), &restore_what, restored);
+    match (dump_result, restore_result) {
+        (Ok(_), Ok(_)) => Ok(bytes),
+        (Err(dump), Ok(_)) => Err(dump),
+        (Ok(_), Err(restore)) => Err(restore),
+        // A restore that stopped leaves the dump's output nowhere to go: the restore's error is
+        // the cause.
+        (Err(dump), Err(restore)) if lost_its_reader(&dump) => Err(restore),
+        // Otherwise the dump failed or was cut off, truncating the restore's input: both are
+        // told, the dump first.
+        (Err(dump), Err(restore)) => Err(MigrateError::Both {
+            dump: Box::new(dump),
+            restore: Box::new(restore),
+        }),
+    }
+}
+
+/// Whether a dump failed only because what it printed could not be passed on.
+pub(super) fn lost_its_reader(dump: &MigrateError) -> bool {
+    matches!(
+        dump,
+        MigrateError::Transport { source, .. }
+            if matches!(**source, TransportError::Ssh(crate::transport::SshError::StdoutWrite { .. }))
+    )
+}
+
+/// A writer that counts what goes through it.
+pub(super) struct CountingWriter<'m, W> {
+    pub(super) inner: W,
+    pub(super) bytes: u64,
+    pub(super) meter: &'m Meter,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = &poll {
+            self.bytes += *written as u64;
+            self.meter.add(*written as u64);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Output of a finished command: what it printed, or why it failed.
+pub(super) struct Outcome {
+    pub(super) stdout: Vec<u8>,
+    pub(super) stderr: Vec<u8>,
+    pub(super) status: u32,
+    pub(super) signal: Option<String>,
+}
+
+impl From<crate::transport::Exit> for Outcome {
+    fn from(exit: crate::transport::Exit) -> Self {
+        Self {
+            stdout: Vec::new(),
+            stderr: exit.stderr,
+            status: exit.status,
+            signal: exit.signal,
+        }
+    }
+}
+
+impl From<crate::transport::ExecOutput> for Outcome {
+    fn from(output: crate::transport::ExecOutput) -> Self {
+        Self {
+            stdout: output.stdout,
+            stderr: output.stderr,
+            status: output.status,
+            signal: output.signal,
+        }
+    }
+}
+
+/// The stdout of a command that ran and succeeded, or the error saying what failed where.
+pub(super) fn checked<O: Into<Outcome>>(
+    endpoint: &str,
+    what: &str,
+    result: Result<O, TransportError>,
+) -> Result<Vec<u8>, MigrateError> {
+    let outcome: Outcome = result
+        .map_err(|source| MigrateError::Transport {
+            what: what.to_owned(),
+            endpoint: endpoint.to_owned(),
+            source: Box::new(source),
+        })?
+        .into();
+    if outcome.status == 0 && outcome.signal.is_none() {
+        return Ok(outcome.stdout);
+    }
+    Err(MigrateError::Failed {
+        what: what.to_owned(),
+        endpoint: endpoint.to_owned(),
+        status: outcome.status,
+        stderr: crate::transport::stderr_excerpt(&outcome.stderr),
+    })
+}
