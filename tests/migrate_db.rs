@@ -154,6 +154,8 @@ async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_e
     let report = pair.copy(Engine::Mysql, database).await.unwrap();
     print_report(&report);
     assert!(report.verified);
+    // 7 columns, 2 primary keys, a trigger, a view, a function, an event at least.
+    assert!(report.schema_objects >= 13, "{}", report.schema_objects);
     let expected = vec![("audit".to_owned(), 20002), ("products".to_owned(), 20002)];
     assert_eq!(rows(&report), expected);
     assert!(report.bytes_on_wire > 0);
@@ -260,6 +262,44 @@ async fn a_row_changed_on_the_target_after_the_copy_fails_verification_naming_it
         match pair.verify(engine, database).await {
             Err(MigrateError::Mismatch { table: named, .. }) => assert_eq!(named, table),
             other => panic!("{engine:?}: expected a mismatch of {table}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_schema_object_lost_on_the_target_fails_verification_naming_it() {
+    let pair = pair().await;
+    let database = "migdb_schema";
+    pair.a.mysql(&mariadb_fixture(database)).unwrap();
+    pair.a.psql(&postgres_fixture(database)).unwrap();
+    pair.copy(Engine::Mysql, database).await.unwrap();
+    let postgres = pair.copy(Engine::Postgres, database).await.unwrap();
+    assert!(postgres.schema_objects >= 8, "{}", postgres.schema_objects);
+    pair.verify(Engine::Mysql, database).await.unwrap();
+
+    pair.b
+        .mysql(&format!("USE {database}; DROP TRIGGER products_audit"))
+        .unwrap();
+    pair.b
+        .psql(&format!(
+            "\\c {database}\nDROP TRIGGER products_audit ON products"
+        ))
+        .unwrap();
+    for (engine, object) in [
+        (Engine::Mysql, "trigger products_audit"),
+        (Engine::Postgres, "trigger products.products_audit"),
+    ] {
+        match pair.verify(engine, database).await {
+            Err(MigrateError::Schema {
+                object: named,
+                detail,
+            }) => {
+                assert_eq!(
+                    (named.as_str(), detail.as_str()),
+                    (object, "missing on the target")
+                );
+            }
+            other => panic!("{engine:?}: expected {object} missing, got {other:?}"),
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct DatabaseMoved {
     /// Tables that changed on the live source during the copy (compared by the final sync).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_on_source: Vec<String>,
+    /// Schema objects (columns, indexes, keys, triggers, routines, views, events) equal on both.
+    #[serde(default)]
+    pub schema_objects: usize,
 }
 
 /// A storage copy as reported.
@@ -189,7 +192,7 @@ impl MigrationReport {
         for db in &self.database {
             let _ = writeln!(
                 out,
-                "**Database** `{}` ({}, {}): {} tables, {} rows, {} on the wire ({}), transfer {} ms, verification {} ms; row counts and checksums equal on both servers.\n",
+                "**Database** `{}` ({}, {}): {} tables, {} rows, {} on the wire ({}), transfer {} ms, verification {} ms; row counts and checksums equal on both servers, and {} schema objects.\n",
                 db.name,
                 db.engine,
                 db.phase.word(),
@@ -198,7 +201,8 @@ impl MigrationReport {
                 super::preflight::human_bytes(db.bytes_on_wire),
                 db.compression,
                 db.transfer_millis,
-                db.verification_millis
+                db.verification_millis,
+                db.schema_objects
             );
             let tables: Vec<String> = db
                 .changed_on_source
@@ -379,6 +383,7 @@ mod tests {
                 verification_millis: 3,
                 tables: vec![("orders".into(), 3, "123".into())],
                 changed_on_source: Vec::new(),
+                schema_objects: 9,
             }],
             storage: Vec::new(),
             redis: None,

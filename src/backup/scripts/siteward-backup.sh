@@ -126,12 +126,16 @@ nothing_there() {
 }
 
 # reason FILE: restic's own words for a failure: its `Fatal:` line, else its last line; for an
-# SFTP store, with the last thing ssh said (restic itself only sees the session end).
+# SFTP store, then on a line of its own what ssh said (restic itself only sees the session end).
 reason() {
   sw_said=$(grep -m1 '^Fatal: ' "$1" | sed 's/^Fatal: //' | grep . || tail -n 1 "$1")
-  sw_ssh=$(sed -n 's/^subprocess ssh: //p' "$1" | grep -v '^[@ ]' | tail -n 1)
+  # restic passes ssh's lines on as they come and may exit before the last: the first line that
+  # names a cause, else the last one.
+  sw_ssh=$(sed -n 's/^subprocess ssh: //p' "$1" | grep -E -m1 'Host key verification failed|IDENTIFICATION HAS CHANGED|Permission denied|Connection (refused|timed out|closed)|No route to host|Could not resolve' ||
+    sed -n 's/^subprocess ssh: //p' "$1" | grep -v '^[@ ]' | tail -n 1)
+  case $sw_ssh in *IDENTIFICATION*) sw_ssh="the host key is not the pinned one: Host key verification failed" ;; esac
   if [ -n "$sw_ssh" ]; then
-    printf '%s (ssh: %s)\n' "$sw_said" "$sw_ssh"
+    printf '%s\nssh said: %s\n' "$sw_said" "$sw_ssh"
   else
     printf '%s\n' "$sw_said"
   fi

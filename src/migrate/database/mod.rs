@@ -9,6 +9,7 @@
 
 mod copy;
 mod query;
+mod schema;
 mod sql;
 mod stream;
 mod target;
@@ -107,6 +108,14 @@ pub enum MigrateError {
         /// How it differs.
         detail: String,
     },
+    /// A schema object (column, index, key, trigger, routine, view, event…) differs.
+    #[error("the {object} differs after the copy: {detail}")]
+    Schema {
+        /// Its kind and name.
+        object: String,
+        /// How it differs.
+        detail: String,
+    },
 }
 
 /// How siteward logs in to a server's database engine as its administrator.
@@ -183,6 +192,9 @@ pub struct DatabaseCopyReport {
     /// Tables that changed on a live source while it was copied (compared again by a copy
     /// from the quiet source).
     pub changed_on_source: Vec<String>,
+    /// Schema objects (columns, indexes, keys, triggers, routines, views, events) found equal
+    /// on both servers.
+    pub schema_objects: usize,
     /// Whether every table matched (always `true` in a returned report: a mismatch is an error).
     pub verified: bool,
 }
@@ -270,6 +282,11 @@ pub async fn copy_database_metered(
         verification,
     } = copied;
     let compression = probe.compression;
+    let (on_source, on_target) = tokio::join!(
+        schema::schema_objects(source, source_admin, engine, name),
+        schema::schema_objects(target, target_admin, engine, name)
+    );
+    let schema_objects = schema::compare(&on_source?, &on_target?)?;
     tracing::info!(
         database = name,
         bytes = bytes_on_wire,
@@ -286,15 +303,18 @@ pub async fn copy_database_metered(
         verification,
         tables,
         changed_on_source,
+        schema_objects,
         verified: true,
     })
 }
 
 /// Compares every base table of database `name` on `source` and `target`: row counts and
-/// content checksums (MySQL/MariaDB: `CHECKSUM TABLE`; PostgreSQL: md5 of the rows' md5s).
+/// content checksums (MySQL/MariaDB: `CHECKSUM TABLE`; PostgreSQL: md5 of the rows' md5s);
+/// then every schema object (see [`schema`]).
 ///
 /// # Errors
-/// [`MigrateError::Mismatch`] naming the first table that differs or exists on one side only.
+/// [`MigrateError::Mismatch`] naming the first table that differs or exists on one side only;
+/// [`MigrateError::Schema`] naming the first schema object that does.
 pub async fn verify_database(
     source: &impl Transport,
     target: &impl Transport,
@@ -308,7 +328,13 @@ pub async fn verify_database(
         table_stats(source, source_admin, engine, name),
         table_stats(target, target_admin, engine, name),
     );
-    compare(on_source?, on_target?)
+    let tables = compare(on_source?, on_target?)?;
+    let (on_source, on_target) = tokio::join!(
+        schema::schema_objects(source, source_admin, engine, name),
+        schema::schema_objects(target, target_admin, engine, name)
+    );
+    schema::compare(&on_source?, &on_target?)?;
+    Ok(tables)
 }
 
 /// The events (MariaDB/MySQL's own scheduled jobs) of database `name` that are enabled, by

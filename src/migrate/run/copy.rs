@@ -155,6 +155,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 .map(|t| (t.name.clone(), t.rows, t.checksum.clone()))
                 .collect(),
             changed_on_source: copied.changed_on_source.clone(),
+            schema_objects: copied.schema_objects,
         }))
     }
 
