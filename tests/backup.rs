@@ -23,18 +23,26 @@ struct S3 {
 }
 
 fn s3() -> Result<S3> {
-    Fleet::run(&["s3-serve"])?;
-    let env = Fleet::run(&["s3-env"])?;
-    let get = |name: &str| {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .map(str::to_owned)
-            .with_context(|| format!("{name} in s3-env"))
-    };
+    let get = store_env("s3-serve", "s3-env")?;
     Ok(S3 {
         url: get("S3_URL")?,
         key: get("S3_ACCESS_KEY_ID")?,
         secret: get("S3_SECRET_ACCESS_KEY")?,
+    })
+}
+
+/// Starts a store of the fleet's (`scripts/fleet SERVE`, idempotent) and reads what
+/// `scripts/fleet ENV` prints of it, by name.
+fn store_env(serve: &str, env: &str) -> Result<impl Fn(&str) -> Result<String>> {
+    Fleet::run(&[serve])?;
+    let printed = Fleet::run(&[env])?;
+    let env = env.to_owned();
+    Ok(move |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("{name} in {env}"))
     })
 }
 
@@ -529,14 +537,7 @@ struct Sftp {
 }
 
 fn sftp() -> Result<Sftp> {
-    Fleet::run(&["sftp-serve"])?;
-    let env = Fleet::run(&["sftp-env"])?;
-    let get = |name: &str| {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .map(str::to_owned)
-            .with_context(|| format!("{name} in sftp-env"))
-    };
+    let get = store_env("sftp-serve", "sftp-env")?;
     Ok(Sftp {
         url: get("SFTP_URL")?,
         key_file: get("SFTP_KEY_FILE")?,

@@ -7,13 +7,9 @@
 //! are bytes end to end: spaces, newlines and bytes that are not UTF-8 survive.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWrite;
 
 use super::progress::Meter;
 use super::{Compression, SourceState};
@@ -456,11 +452,7 @@ async fn stream(
             source: Box::new(error),
         })?;
     let sending = async move {
-        let mut counted = Counted {
-            inner: writer,
-            bytes: 0,
-            meter,
-        };
+        let mut counted = super::progress::MeteredWriter::new(writer, meter);
         let exit = source
             .exec_streaming_in(source_slot, &send, Stdin::Empty, &mut counted)
             .await;
@@ -691,36 +683,6 @@ fn parse_entry(record: &[u8], link: &[u8]) -> Result<(Vec<u8>, Entry), String> {
         },
     };
     Ok((path.to_vec(), entry))
-}
-
-/// A writer that counts what goes through it.
-struct Counted<'m, W> {
-    inner: W,
-    bytes: u64,
-    meter: &'m Meter,
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<'_, W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = poll {
-            self.bytes += written as u64;
-            self.meter.add(written as u64);
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

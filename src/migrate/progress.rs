@@ -191,6 +191,59 @@ pub fn progress_line(label: &str, bytes: u64, expected: Option<u64>, elapsed: Du
     line
 }
 
+/// A writer that passes bytes on, counting them (and the lines they end) into a [`Meter`] as
+/// they go: the sending end of every stream between two servers.
+pub struct MeteredWriter<'m, W> {
+    inner: W,
+    /// Bytes passed on so far.
+    pub bytes: u64,
+    /// Newlines among them.
+    pub lines: u64,
+    meter: &'m Meter,
+}
+
+impl<'m, W> MeteredWriter<'m, W> {
+    pub fn new(inner: W, meter: &'m Meter) -> Self {
+        MeteredWriter {
+            inner,
+            bytes: 0,
+            lines: 0,
+            meter,
+        }
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for MeteredWriter<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(written)) = &poll {
+            let written = *written;
+            self.bytes += written as u64;
+            self.lines += buf[..written].iter().filter(|b| **b == b'\n').count() as u64;
+            self.meter.add(written as u64);
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,7 @@
 //! the target, which first removes the target's own keys under those prefixes: the target ends
 //! with exactly the source's.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWrite;
 
 use crate::transport::quote::Command;
 use crate::transport::{Exit, QuoteError, Stdin, Transport, TransportError};
@@ -284,14 +280,16 @@ async fn stream(
             source: Box::new(error),
         })?;
     let sending = async move {
-        let mut counted = LineCounter {
-            inner: writer,
-            sent: Sent::default(),
-        };
+        let meter = crate::migrate::progress::Meter::none();
+        let mut counted = crate::migrate::progress::MeteredWriter::new(writer, &meter);
         let exit = source
             .exec_streaming_in(source_slot, &send, Stdin::Empty, &mut counted)
             .await;
-        (exit, counted.sent)
+        let sent = Sent {
+            lines: counted.lines,
+            bytes: counted.bytes,
+        };
+        (exit, sent)
         // `counted` drops here: the target's stdin reaches its end.
     };
     let receiving = async {
@@ -348,36 +346,6 @@ impl Sent {
     /// The payloads' bytes: each line is hex (two characters a byte) with a TTL and blanks.
     fn payload_bytes(self) -> u64 {
         self.bytes / 2
-    }
-}
-
-/// Passes bytes through, counting them and the lines they end.
-struct LineCounter<W> {
-    inner: W,
-    sent: Sent,
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for LineCounter<W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = &poll {
-            let written = *written;
-            self.sent.bytes += written as u64;
-            self.sent.lines += buf[..written].iter().filter(|b| **b == b'\n').count() as u64;
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

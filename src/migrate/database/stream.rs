@@ -13,11 +13,7 @@ pub(super) async fn stream<S: Transport, T: Transport>(
     meter: &Meter,
 ) -> Result<u64, MigrateError> {
     let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
-    let mut counter = CountingWriter {
-        inner: writer,
-        bytes: 0,
-        meter,
-    };
+    let mut counter = crate::migrate::progress::MeteredWriter::new(writer, meter);
     let dump_password = source_admin.password_line();
     let restore_input = std::io::Cursor::new(target_admin.password_line()).chain(reader);
     let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
@@ -37,9 +33,10 @@ pub(super) async fn stream<S: Transport, T: Transport>(
             )
             .await;
         // EOF for the restore, whatever happened to the dump.
-        let _ = counter.inner.shutdown().await;
-        drop(counter.inner);
-        (exit, counter.bytes)
+        let _ = counter.shutdown().await;
+        let bytes = counter.bytes;
+        drop(counter);
+        (exit, bytes)
     };
     let restoring = target.exec_in(target_slot, restore, Stdin::reader(restore_input));
     let ((dumped, bytes), restored) = tokio::join!(dumping, restoring);
@@ -70,36 +67,6 @@ pub(super) fn lost_its_reader(dump: &MigrateError) -> bool {
         MigrateError::Transport { source, .. }
             if matches!(**source, TransportError::Ssh(crate::transport::SshError::StdoutWrite { .. }))
     )
-}
-
-/// A writer that counts what goes through it.
-pub(super) struct CountingWriter<'m, W> {
-    pub(super) inner: W,
-    pub(super) bytes: u64,
-    pub(super) meter: &'m Meter,
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<'_, W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = &poll {
-            self.bytes += *written as u64;
-            self.meter.add(*written as u64);
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Output of a finished command: what it printed, or why it failed.
