@@ -108,7 +108,9 @@ sftp_env() {
   sftp_command="ssh -F /dev/null -i $work/ssh_key -o IdentitiesOnly=yes -o IdentityAgent=none"
   sftp_command="$sftp_command -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts"
   sftp_command="$sftp_command -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=15 -o ServerAliveInterval=15"
-  sftp_command="$sftp_command -o ServerAliveCountMax=3 -p $cfg_sftp_port $cfg_sftp_login -s sftp"
+  # ssh's own words go to a file of the run's: restic passes ssh's stderr on only while it
+  # runs, and often ends before a refused login's message arrives.
+  sftp_command="$sftp_command -o ServerAliveCountMax=3 -E $work/ssh.log -p $cfg_sftp_port $cfg_sftp_login -s sftp"
 }
 
 # restic, with the ssh of an SFTP store when the repository is one.
@@ -125,14 +127,19 @@ nothing_there() {
   grep -Eq 'specified (key|bucket) does not exist|no such file or directory|file does not exist' "$1"
 }
 
+# ssh_said FILE: what ssh said, from its log (see sftp_env) and what restic passed on.
+ssh_said() {
+  sed -n 's/^subprocess ssh: //p' "$1"
+  if [ -f "$work/ssh.log" ]; then cat "$work/ssh.log"; fi
+}
+
 # reason FILE: restic's own words for a failure: its `Fatal:` line, else its last line; for an
 # SFTP store, then on a line of its own what ssh said (restic itself only sees the session end).
 reason() {
   sw_said=$(grep -m1 '^Fatal: ' "$1" | sed 's/^Fatal: //' | grep . || tail -n 1 "$1")
-  # restic passes ssh's lines on as they come and may exit before the last: the first line that
-  # names a cause, else the last one.
-  sw_ssh=$(sed -n 's/^subprocess ssh: //p' "$1" | grep -E -m1 'Host key verification failed|IDENTIFICATION HAS CHANGED|Permission denied|Connection (refused|timed out|closed)|No route to host|Could not resolve' ||
-    sed -n 's/^subprocess ssh: //p' "$1" | grep -v '^[@ ]' | tail -n 1)
+  # The first line that names a cause, else the last one.
+  sw_ssh=$(ssh_said "$1" | grep -E -m1 'Host key verification failed|IDENTIFICATION HAS CHANGED|Permission denied|Connection (refused|timed out|closed)|No route to host|Could not resolve' ||
+    ssh_said "$1" | grep -v '^[@ ]' | tail -n 1)
   case $sw_ssh in *IDENTIFICATION*) sw_ssh="the host key is not the pinned one: Host key verification failed" ;; esac
   if [ -n "$sw_ssh" ]; then
     printf '%s\nssh said: %s\n' "$sw_said" "$sw_ssh"
