@@ -29,9 +29,6 @@ pub const STAGING_DIR: &str = ".siteward-files-incoming";
 /// How many differing paths an error names (the count says how many there are in all).
 const NAMED_MISMATCHES: usize = 20;
 
-/// The in-process buffer between the sending and the receiving command.
-const PIPE_BUFFER: usize = 1 << 20;
-
 /// Why storage paths could not be copied or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -443,29 +440,14 @@ async fn stream(
         .arg(codec.word())
         .arg(owner)
         .render()?;
-    let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
-    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
+    let relayed = super::relay::relay((source, &send), (target, &receive), meter)
         .await
         .map_err(|error| FilesError::Transport {
             what: "opening the channels of the storage stream",
             endpoint: format!("{} and {}", source.endpoint(), target.endpoint()),
             source: Box::new(error),
         })?;
-    let sending = async move {
-        let mut counted = super::progress::MeteredWriter::new(writer, meter);
-        let exit = source
-            .exec_streaming_in(source_slot, &send, Stdin::Empty, &mut counted)
-            .await;
-        (exit, counted.bytes)
-        // `counted` drops here: B's stdin reaches its end.
-    };
-    let receiving = async {
-        let mut output = Vec::new();
-        target
-            .exec_streaming_in(target_slot, &receive, Stdin::reader(reader), &mut output)
-            .await
-    };
-    let ((sent, wire_bytes), received) = tokio::join!(sending, receiving);
+    let (sent, received, wire_bytes) = (relayed.sent, relayed.received, relayed.bytes);
     check_exit(source, "sending the storage archive", sent)?;
     check_exit(target, "receiving the storage archive", received)?;
     Ok(wire_bytes)

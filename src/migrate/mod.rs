@@ -9,6 +9,7 @@ pub mod measure;
 pub mod preflight;
 pub mod progress;
 pub mod redis;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod validate;

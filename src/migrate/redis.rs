@@ -16,9 +16,6 @@ use crate::transport::{Exit, QuoteError, Stdin, Transport, TransportError};
 
 const SCRIPT: &str = include_str!("scripts/redis.sh");
 
-/// The pipe between the two ends of the stream.
-const PIPE_BUFFER: usize = 256 * 1024;
-
 /// Where one side's `.env` puts the site's Redis, and what is there.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedisSide {
@@ -271,35 +268,19 @@ async fn stream(
         receive = receive.arg(pattern);
     }
     let receive = receive.render()?;
-    let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
-    let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
+    let meter = crate::migrate::progress::Meter::none();
+    let relayed = crate::migrate::relay::relay((source, &send), (target, &receive), &meter)
         .await
         .map_err(|error| RedisError::Transport {
             what: "opening the channels of the Redis stream",
             endpoint: format!("{} and {}", source.endpoint(), target.endpoint()),
             source: Box::new(error),
         })?;
-    let sending = async move {
-        let meter = crate::migrate::progress::Meter::none();
-        let mut counted = crate::migrate::progress::MeteredWriter::new(writer, &meter);
-        let exit = source
-            .exec_streaming_in(source_slot, &send, Stdin::Empty, &mut counted)
-            .await;
-        let sent = Sent {
-            lines: counted.lines,
-            bytes: counted.bytes,
-        };
-        (exit, sent)
-        // `counted` drops here: the target's stdin reaches its end.
+    let sent = Sent {
+        lines: relayed.lines,
+        bytes: relayed.bytes,
     };
-    let receiving = async {
-        let mut output = Vec::new();
-        let exit = target
-            .exec_streaming_in(target_slot, &receive, Stdin::reader(reader), &mut output)
-            .await;
-        (exit, output)
-    };
-    let ((sent_exit, sent), (received_exit, output)) = tokio::join!(sending, receiving);
+    let (sent_exit, received_exit, output) = (relayed.sent, relayed.received, relayed.output);
     check_exit(source, "sending the site's Redis keys", sent_exit)?;
     check_exit(target, "restoring the site's Redis keys", received_exit)?;
     let text = String::from_utf8_lossy(&output);
