@@ -171,6 +171,19 @@ pub fn served_certificate(host: &Host, name: &str) -> Result<(String, String)> {
     ))
 }
 
+/// The certificate `name` serves once it is no longer `old`: a reload that does not wait for
+/// its workers (certbot's hook) serves the new certificate a moment after it returns.
+pub fn served_certificate_other_than(host: &Host, name: &str, old: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (served, _) = served_certificate(host, name)?;
+        if served != old || Instant::now() > deadline {
+            return Ok(served);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A running pebble with its DNS (pebble-challtestsrv): stopped when dropped.
 pub struct Pebble {
     children: Vec<Child>,
