@@ -204,6 +204,139 @@ async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_e
     assert_eq!(query("SELECT COUNT(*) FROM products"), "20002");
 }
 
+/// A MariaDB database whose values a text dump would change or lose: FLOAT and DOUBLE values
+/// that need all their digits, BIT, a generated column, NULL next to the string 'NULL', bytes
+/// a text format must escape, a 200 KB value, a table without a primary key, and a table large
+/// enough for its keys to be built after its rows, with a foreign key and a trigger that would
+/// change rows if it fired during the load.
+fn exact_fixture(database: &str) -> String {
+    format!(
+        "SET NAMES utf8mb4;
+DROP DATABASE IF EXISTS {database};
+CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+USE {database};
+CREATE TABLE measures (id INT PRIMARY KEY, f FLOAT, d DOUBLE, flags BIT(5), s VARCHAR(20) NULL,
+  raw VARBINARY(40), big MEDIUMTEXT, at TIMESTAMP NULL, doubled INT AS (id * 2) VIRTUAL,
+  n INT NOT NULL) ENGINE=InnoDB;
+INSERT INTO measures (id, f, d, flags, s, raw, big, at, n) VALUES
+  (1, 0.1234567, 0.1234567890123456789, b'10101', 'NULL', UNHEX('00090A0D5C4E5C'),
+   REPEAT('a\tb\\c\n', 40000), '2024-02-29 23:59:59', 0),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1),
+  (3, -3.4028e38, 1e-300, b'00000', '', '\\E', '', '1970-01-01 00:00:01', 2);
+CREATE TABLE loose (a INT, b VARCHAR(10)) ENGINE=InnoDB;
+INSERT INTO loose VALUES (1, 'x'), (1, 'x'), (NULL, NULL);
+CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(60) NOT NULL,
+  UNIQUE KEY customers_email_unique (email)) ENGINE=InnoDB;
+INSERT INTO customers (email) SELECT CONCAT('c', seq, '@example.test') FROM seq_1_to_1000;
+CREATE TABLE orders (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL,
+  code VARCHAR(20) NOT NULL, total DECIMAL(10,2), note VARCHAR(120),
+  UNIQUE KEY orders_code_unique (code), KEY orders_total_index (total),
+  CONSTRAINT orders_customer_id_foreign FOREIGN KEY (customer_id) REFERENCES customers (id)
+  ON DELETE CASCADE) ENGINE=InnoDB;
+INSERT INTO orders (customer_id, code, total, note) SELECT 1 + seq % 1000, CONCAT('o-', seq),
+  seq % 5000 / 3, REPEAT(CHAR(65 + seq % 26), 100) FROM seq_1_to_150000;
+ANALYZE TABLE orders;
+CREATE TRIGGER orders_stamp BEFORE INSERT ON orders FOR EACH ROW SET NEW.note = 'changed';
+"
+    )
+}
+
+#[tokio::test]
+async fn values_a_text_dump_would_change_arrive_exactly_and_keys_are_built_after_the_rows() {
+    let pair = pair().await;
+    let database = "migdb_exact";
+    pair.a.mysql(&exact_fixture(database)).unwrap();
+    let size = pair
+        .a
+        .mysql(&format!(
+            "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = '{database}' AND TABLE_NAME = 'orders'"
+        ))
+        .unwrap();
+    assert!(
+        size.parse::<u64>().unwrap() >= 16 << 20,
+        "orders is large: {size}"
+    );
+
+    let report = pair.copy(Engine::Mysql, database).await.unwrap();
+    print_report(&report);
+    let query = |host: &Host, sql: &str| {
+        host.mysql(&format!(
+            "SET NAMES utf8mb4; SET time_zone = '+00:00'; USE {database}; {sql}"
+        ))
+        .unwrap()
+    };
+    let exact = "SELECT id, CAST(f AS DOUBLE), d, flags + 0, HEX(s), s IS NULL, HEX(raw), \
+                 MD5(big), at, doubled, n FROM measures ORDER BY id";
+    assert_eq!(query(&pair.b, exact), query(&pair.a, exact));
+    assert!(
+        query(&pair.b, exact)
+            .starts_with("1\t0.12345670163631439\t0.12345678901234568\t21\t4E554C4C\t0"),
+        "{}",
+        query(&pair.b, exact)
+    );
+    assert_eq!(
+        query(&pair.b, "SELECT COUNT(*), COUNT(a) FROM loose"),
+        "3\t2"
+    );
+    assert_eq!(
+        query(
+            &pair.b,
+            "SELECT COUNT(*) FROM orders WHERE note = 'changed'"
+        ),
+        "0",
+        "no trigger fired while the rows loaded"
+    );
+    let keys = "SELECT INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS \
+                WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX";
+    assert_eq!(query(&pair.b, keys), query(&pair.a, keys));
+    let foreign = "SELECT CONSTRAINT_NAME, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                   WHERE CONSTRAINT_SCHEMA = DATABASE()";
+    assert_eq!(
+        query(&pair.b, foreign),
+        "orders_customer_id_foreign\tCASCADE"
+    );
+    query(&pair.b, "DELETE FROM customers WHERE id = 7");
+    assert_eq!(
+        query(&pair.b, "SELECT COUNT(*) FROM orders WHERE customer_id = 7"),
+        "0",
+        "the foreign key acts on the target"
+    );
+    let duplicate = pair.b.mysql(&format!(
+        "USE {database}; INSERT INTO orders (customer_id, code) VALUES (1, 'o-1')"
+    ));
+    assert!(duplicate.is_err(), "the unique key holds on the target");
+}
+
+#[tokio::test]
+async fn a_row_the_target_cannot_hold_fails_the_copy_naming_the_table_and_the_reason() {
+    let pair = pair().await;
+    let database = "migdb_refused";
+    pair.a
+        .mysql(&format!(
+            "DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database}; USE {database};
+             CREATE TABLE fine (id INT PRIMARY KEY);
+             INSERT INTO fine VALUES (1), (2);
+             CREATE TABLE ages (id INT PRIMARY KEY, age INT);
+             INSERT INTO ages VALUES (1, 30), (2, -4);
+             SET SESSION check_constraint_checks = 0;
+             ALTER TABLE ages ADD CONSTRAINT age_positive CHECK (age >= 0);"
+        ))
+        .unwrap();
+    let error = pair.copy(Engine::Mysql, database).await.unwrap_err();
+    match &error {
+        MigrateError::Rows { table, detail } => {
+            assert_eq!(table, "ages");
+            assert!(detail.contains("age_positive"), "{detail}");
+        }
+        other => panic!("expected the rows of ages refused, got {other:?}"),
+    }
+    assert!(
+        error.to_string().contains("did not load on the target"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn a_postgres_database_arrives_whole_with_its_trigger_function_and_view() {
     let pair = pair().await;

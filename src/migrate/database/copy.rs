@@ -1,7 +1,8 @@
 //! One database copy under way: the schema, the rows in balanced groups side by side, then
 //! the triggers, each group checksummed as soon as its rows are in.
 
-use super::stream::stream;
+use super::rows::Loader;
+use super::stream::{Ends, stream};
 use super::*;
 
 /// The most row dumps a MySQL/MariaDB copy runs side by side: one per core of the target (whose
@@ -83,13 +84,25 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
             .args(self.target_admin.login_args(self.engine))
             .args([self.compression.word(), self.name, self.role.unwrap_or("")])
             .render()?;
-        let endpoints = (
+        let ends = Ends {
+            dump: &dump,
+            dump_input: &[],
+            restore: &restore,
+            restore_prelude: &[],
+        };
+        Ok(stream(self.endpoints(), ends, self.name, self.meter)
+            .await?
+            .bytes)
+    }
+
+    /// Both servers with their administrators, as a stream takes them.
+    pub(super) fn endpoints(&self) -> (&S, &DbAdmin, &T, &DbAdmin) {
+        (
             self.source,
             self.source_admin,
             self.target,
             self.target_admin,
-        );
-        stream(endpoints, &dump, &restore, self.name, self.meter).await
+        )
     }
 
     /// The whole database in one stream (PostgreSQL: `pg_restore --single-transaction` takes
@@ -140,7 +153,8 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         })
     }
 
-    /// MySQL/MariaDB in parts: the schema; then the rows, the tables split by size into up to
+    /// MySQL/MariaDB in parts: the schema (the large tables' secondary and foreign keys then
+    /// taken off, see [`super::rows`]); then the rows, the tables split by size into up to
     /// `target_cpus` groups dumped and loaded side by side (a single `mysql` client waits for
     /// each statement, so one stream leaves the target's cores idle), each group checksummed on
     /// the target as soon as its rows are in; then the triggers. Each dump is
@@ -152,19 +166,23 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         target_cpus: usize,
     ) -> Result<Copied, MigrateError> {
         let sizes = mysql_table_sizes(self.source, self.source_admin, self.name).await?;
-        let groups = balanced_groups(sizes, target_cpus.clamp(1, MAX_ROW_STREAMS));
+        let groups = balanced_groups(sizes.clone(), target_cpus.clamp(1, MAX_ROW_STREAMS));
         let everything: Vec<String> = groups.iter().flatten().cloned().collect();
         let live = before.is_some();
         let started = Instant::now();
         let mut bytes_on_wire = self.stream_part(Part::Schema, &[]).await?;
+        let loader = self.loader(&sizes).await?;
+        let loader = loader.as_ref();
         let quiet_source = async {
             match live {
                 true => Ok(TableStats::new()),
                 false => mysql_stats(self.source, self.source_admin, self.name, &everything).await,
             }
         };
-        let loads =
-            futures::future::join_all(groups.iter().map(|group| self.load_rows(group, live)));
+        let loads = groups
+            .iter()
+            .map(|group| self.load_rows(group, live, loader));
+        let loads = futures::future::join_all(loads);
         let (loaded, quiet_source) = tokio::join!(loads, quiet_source);
         let (mut on_source, mut on_target) = (quiet_source?, TableStats::new());
         let mut rows_ended = started;
@@ -176,6 +194,9 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
             on_target.extend(load.on_target);
         }
         let triggers = Instant::now();
+        if let Some(loader) = loader {
+            self.add_foreign_keys(loader).await?;
+        }
         bytes_on_wire += self.stream_part(Part::Triggers, &[]).await?;
         let transfer = (rows_ended - started) + triggers.elapsed();
         self.no_other_tables_on_target(&everything).await?;
@@ -190,13 +211,18 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         })
     }
 
-    /// Streams the rows of `tables`, then checksums them on the target (and on a live source).
+    /// Streams the rows of `tables` (as data with a loader, else as `INSERT`s), then
+    /// checksums them on the target (and on a live source).
     pub(super) async fn load_rows(
         &self,
         tables: &[String],
         live: bool,
+        loader: Option<&Loader>,
     ) -> Result<LoadedRows, MigrateError> {
-        let bytes = self.stream_part(Part::Rows, tables).await?;
+        let bytes = match loader {
+            Some(loader) => self.load_data(tables, loader).await?,
+            None => self.stream_part(Part::Rows, tables).await?,
+        };
         let ended = Instant::now();
         tracing::debug!(?tables, bytes, "rows streamed");
         let on_source = async {

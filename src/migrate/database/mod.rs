@@ -8,7 +8,10 @@
 //! are modules of their own.
 
 mod copy;
+mod keys;
+mod load;
 mod query;
+mod rows;
 mod schema;
 mod sql;
 mod stream;
@@ -97,6 +100,14 @@ pub enum MigrateError {
         endpoint: String,
         /// The offending answer.
         answer: String,
+    },
+    /// A table's rows did not load on the target as they were on the source.
+    #[error("the rows of table `{table}` did not load on the target: {detail}")]
+    Rows {
+        /// The table.
+        table: String,
+        /// What the target's server said.
+        detail: String,
     },
     /// A table differs between source and target after the copy.
     #[error("table `{table}` differs after the copy: {detail}")]

@@ -176,13 +176,20 @@ pub(super) fn unescape_batch(field: &str) -> Option<String> {
     Some(out)
 }
 
-/// For each table, its row count then its `CHECKSUM TABLE` line.
-pub fn mysql_table_stats(name: &str, tables: &[String]) -> String {
+/// For each table, its row count then its `CHECKSUM TABLE` line, or what `instead` gives for
+/// the table's full name.
+pub fn mysql_table_stats(
+    name: &str,
+    tables: &[String],
+    instead: impl Fn(&str, &str) -> Option<String>,
+) -> String {
     tables
         .iter()
         .map(|table| {
             let full = format!("{}.{}", mysql_name(name), mysql_name(table));
-            format!("SELECT COUNT(*) FROM {full};\nCHECKSUM TABLE {full};\n")
+            instead(table, &full).unwrap_or_else(|| {
+                format!("SELECT COUNT(*) FROM {full};\nCHECKSUM TABLE {full};\n")
+            })
         })
         .collect()
 }

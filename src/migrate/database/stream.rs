@@ -3,19 +3,42 @@
 
 use super::*;
 
+/// The two commands of a stream, each with what its stdin starts with (after the password
+/// line, which the stream adds).
+pub(super) struct Ends<'a> {
+    pub(super) dump: &'a str,
+    pub(super) dump_input: &'a [u8],
+    pub(super) restore: &'a str,
+    pub(super) restore_prelude: &'a [u8],
+}
+
+/// What went through a stream: its bytes, and what the restore printed.
+pub(super) struct Streamed {
+    pub(super) bytes: u64,
+    pub(super) restore_output: Vec<u8>,
+}
+
 /// Runs the dump on the source and the restore on the target at once, the dump's stdout
-/// feeding the restore's stdin through an in-memory pipe. Returns the bytes that went through.
+/// feeding the restore's stdin through an in-memory pipe.
 pub(super) async fn stream<S: Transport, T: Transport>(
     (source, source_admin, target, target_admin): (&S, &DbAdmin, &T, &DbAdmin),
-    dump: &str,
-    restore: &str,
+    ends: Ends<'_>,
     name: &str,
     meter: &Meter,
-) -> Result<u64, MigrateError> {
+) -> Result<Streamed, MigrateError> {
+    let Ends {
+        dump,
+        dump_input,
+        restore,
+        restore_prelude,
+    } = ends;
     let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
     let mut counter = crate::migrate::progress::MeteredWriter::new(writer, meter);
-    let dump_password = source_admin.password_line();
-    let restore_input = std::io::Cursor::new(target_admin.password_line()).chain(reader);
+    let mut dump_password = source_admin.password_line();
+    dump_password.extend_from_slice(dump_input);
+    let mut prelude = target_admin.password_line();
+    prelude.extend_from_slice(restore_prelude);
+    let restore_input = std::io::Cursor::new(prelude).chain(reader);
     let (source_slot, target_slot) = crate::transport::reserve_pair(source, target)
         .await
         .map_err(|source_error| MigrateError::Transport {
@@ -45,7 +68,10 @@ pub(super) async fn stream<S: Transport, T: Transport>(
     let dump_result = checked(source.endpoint(), &dump_what, dumped);
     let restore_result = checked(target.endpoint(), &restore_what, restored);
     match (dump_result, restore_result) {
-        (Ok(_), Ok(_)) => Ok(bytes),
+        (Ok(_), Ok(restore_output)) => Ok(Streamed {
+            bytes,
+            restore_output,
+        }),
         (Err(dump), Ok(_)) => Err(dump),
         (Ok(_), Err(restore)) => Err(restore),
         // A restore that stopped leaves the dump's output nowhere to go: the restore's error is

@@ -176,7 +176,8 @@ pub(super) async fn mysql_table_sizes(
     query_parsed(transport, admin, asked, what, sql::parse_mysql_table_sizes).await
 }
 
-/// Row counts and `CHECKSUM TABLE` of `tables` of MySQL/MariaDB database `name`.
+/// Row counts and `CHECKSUM TABLE` of `tables` of MySQL/MariaDB database `name` (a checksum
+/// of the content for a table with generated columns, see [`super::load::content_checksum`]).
 pub(super) async fn mysql_stats(
     transport: &impl Transport,
     admin: &DbAdmin,
@@ -186,7 +187,14 @@ pub(super) async fn mysql_stats(
     if tables.is_empty() {
         return Ok(TableStats::new());
     }
-    let query = sql::mysql_table_stats(name, tables);
+    let query = super::load::columns_query(name);
+    let asked = (Engine::Mysql, None, query.as_str());
+    let what = || format!("reading the columns of database `{name}`");
+    let columns = query_parsed(transport, admin, asked, what, super::load::parse_columns).await?;
+    let query = sql::mysql_table_stats(name, tables, |table, full| {
+        let columns = columns.get(table)?;
+        super::load::has_generated(columns).then(|| super::load::content_checksum(full, columns))
+    });
     let what = || format!("checksumming the tables of database `{name}`");
     let parse = |answer: &str| sql::parse_mysql_stats(answer, tables);
     let asked = (Engine::Mysql, None, query.as_str());
