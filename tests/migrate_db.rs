@@ -206,9 +206,9 @@ async fn a_mariadb_database_arrives_whole_with_its_triggers_views_routines_and_e
 
 /// A MariaDB database whose values a text dump would change or lose: FLOAT and DOUBLE values
 /// that need all their digits, BIT, a generated column, NULL next to the string 'NULL', bytes
-/// a text format must escape, a 200 KB value, a table without a primary key, and a table large
-/// enough for its keys to be built after its rows, with a foreign key and a trigger that would
-/// change rows if it fired during the load.
+/// a text format must escape, a 200 KB value, a table without a primary key (these go as data),
+/// and a large table of wide rows (sent as `INSERT`s) whose keys are built after its rows, with
+/// a foreign key and a trigger that would change rows if it fired during the load.
 fn exact_fixture(database: &str) -> String {
     format!(
         "SET NAMES utf8mb4;
@@ -229,12 +229,12 @@ CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(60) NOT
   UNIQUE KEY customers_email_unique (email)) ENGINE=InnoDB;
 INSERT INTO customers (email) SELECT CONCAT('c', seq, '@example.test') FROM seq_1_to_1000;
 CREATE TABLE orders (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL,
-  code VARCHAR(20) NOT NULL, total DECIMAL(10,2), note VARCHAR(120),
+  code VARCHAR(20) NOT NULL, total DECIMAL(10,2), note VARCHAR(400),
   UNIQUE KEY orders_code_unique (code), KEY orders_total_index (total),
   CONSTRAINT orders_customer_id_foreign FOREIGN KEY (customer_id) REFERENCES customers (id)
   ON DELETE CASCADE) ENGINE=InnoDB;
 INSERT INTO orders (customer_id, code, total, note) SELECT 1 + seq % 1000, CONCAT('o-', seq),
-  seq % 5000 / 3, REPEAT(CHAR(65 + seq % 26), 100) FROM seq_1_to_150000;
+  seq % 5000 / 3, REPEAT(CHAR(65 + seq % 26), 300) FROM seq_1_to_60000;
 ANALYZE TABLE orders;
 CREATE TRIGGER orders_stamp BEFORE INSERT ON orders FOR EACH ROW SET NEW.note = 'changed';
 "
@@ -249,10 +249,15 @@ async fn values_a_text_dump_would_change_arrive_exactly_and_keys_are_built_after
     let size = pair
         .a
         .mysql(&format!(
-            "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES \
+            "SELECT DATA_LENGTH + INDEX_LENGTH, AVG_ROW_LENGTH FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = '{database}' AND TABLE_NAME = 'orders'"
         ))
         .unwrap();
+    let (size, row) = size.split_once('\t').unwrap();
+    assert!(
+        row.parse::<u64>().unwrap() >= 200,
+        "orders has wide rows: {row}"
+    );
     assert!(
         size.parse::<u64>().unwrap() >= 16 << 20,
         "orders is large: {size}"

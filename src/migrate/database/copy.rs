@@ -171,8 +171,7 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         let live = before.is_some();
         let started = Instant::now();
         let mut bytes_on_wire = self.stream_part(Part::Schema, &[]).await?;
-        let loader = self.loader(&sizes).await?;
-        let loader = loader.as_ref();
+        let loader = &self.loader(&sizes).await?;
         let quiet_source = async {
             match live {
                 true => Ok(TableStats::new()),
@@ -194,9 +193,7 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
             on_target.extend(load.on_target);
         }
         let triggers = Instant::now();
-        if let Some(loader) = loader {
-            self.add_foreign_keys(loader).await?;
-        }
+        self.add_foreign_keys(loader).await?;
         bytes_on_wire += self.stream_part(Part::Triggers, &[]).await?;
         let transfer = (rows_ended - started) + triggers.elapsed();
         self.no_other_tables_on_target(&everything).await?;
@@ -211,18 +208,23 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         })
     }
 
-    /// Streams the rows of `tables` (as data with a loader, else as `INSERT`s), then
+    /// Streams the rows of `tables` (as data or as `INSERT`s, as `loader` says), then
     /// checksums them on the target (and on a live source).
     pub(super) async fn load_rows(
         &self,
         tables: &[String],
         live: bool,
-        loader: Option<&Loader>,
+        loader: &Loader,
     ) -> Result<LoadedRows, MigrateError> {
-        let bytes = match loader {
-            Some(loader) => self.load_data(tables, loader).await?,
-            None => self.stream_part(Part::Rows, tables).await?,
-        };
+        let (as_data, as_inserts) = loader.split(tables);
+        let mut bytes = 0;
+        if !as_data.is_empty() {
+            bytes += self.load_data(&as_data, loader).await?;
+        }
+        if !as_inserts.is_empty() {
+            bytes += self.stream_part(Part::Rows, &as_inserts).await?;
+            self.add_indexes(&as_inserts, loader).await?;
+        }
         let ended = Instant::now();
         tracing::debug!(?tables, bytes, "rows streamed");
         let on_source = async {

@@ -86,19 +86,35 @@ pub(super) fn parse_columns(answer: &str) -> Option<BTreeMap<String, Vec<Column>
     Some(tables)
 }
 
-/// The first column whose type cannot travel as text (the copy then sends `INSERT`s).
-pub(super) fn unsupported(columns: &BTreeMap<String, Vec<Column>>) -> Option<(String, String)> {
-    columns.iter().find_map(|(table, columns)| {
-        columns
-            .iter()
-            .find(|column| !column.generated && kind(&column.data_type).is_none())
-            .map(|column| {
-                (
-                    table.clone(),
-                    format!("{} {}", column.name, column.data_type),
-                )
-            })
-    })
+/// Whether every stored column's type can travel as text (else the table goes as `INSERT`s).
+pub(super) fn travels_as_text(columns: &[Column]) -> bool {
+    stored(columns).all(|column| kind(&column.data_type).is_some())
+}
+
+/// Whether a column is a `FLOAT`, which a dump prints with six digits only.
+pub(super) fn has_float(columns: &[Column]) -> bool {
+    stored(columns).any(|column| kind(&column.data_type) == Some(Kind::Float))
+}
+
+/// The average row size of every base table of database `name`, as the server estimates it.
+pub(super) fn row_bytes_query(name: &str) -> String {
+    format!(
+        "SELECT TABLE_NAME, COALESCE(AVG_ROW_LENGTH, 0) FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE';\n",
+        literal(Engine::Mysql, name)
+    )
+}
+
+/// `table<TAB>bytes` lines of [`row_bytes_query`].
+pub(super) fn parse_row_bytes(answer: &str) -> Option<BTreeMap<String, u64>> {
+    answer
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (table, bytes) = line.rsplit_once('\t')?;
+            Some((unescape_batch(table)?, bytes.parse().ok()?))
+        })
+        .collect()
 }
 
 fn stored(columns: &[Column]) -> impl Iterator<Item = &Column> {
@@ -328,13 +344,18 @@ mod tests {
     }
 
     #[test]
-    fn a_type_text_cannot_carry_is_named() {
-        let mut columns = BTreeMap::new();
-        columns.insert("places".to_owned(), vec![column("at", "point", false)]);
-        assert_eq!(
-            unsupported(&columns),
-            Some(("places".to_owned(), "at point".to_owned()))
-        );
+    fn a_type_text_cannot_carry_keeps_its_table_out_and_a_float_is_told() {
+        assert!(!travels_as_text(&[column("at", "point", false)]));
+        let mut generated = column("at", "point", false);
+        generated.generated = true;
+        assert!(travels_as_text(&[column("id", "int", false), generated]));
+        assert!(has_float(&[
+            column("id", "int", false),
+            column("f", "float", true)
+        ]));
+        assert!(!has_float(&[column("d", "double", true)]));
+        let bytes = parse_row_bytes("a\t120\nb\t8300\n").unwrap();
+        assert_eq!((bytes["a"], bytes["b"]), (120, 8300));
     }
 
     #[test]
