@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::Engine;
-use super::sql::{literal, mysql_name, unescape_batch};
+use super::sql::{literal, mysql_name, parse_mysql_table_sizes, unescape_batch};
 
 /// One column of a base table, as `information_schema.COLUMNS` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,14 +107,7 @@ pub(super) fn row_bytes_query(name: &str) -> String {
 
 /// `table<TAB>bytes` lines of [`row_bytes_query`].
 pub(super) fn parse_row_bytes(answer: &str) -> Option<BTreeMap<String, u64>> {
-    answer
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let (table, bytes) = line.rsplit_once('\t')?;
-            Some((unescape_batch(table)?, bytes.parse().ok()?))
-        })
-        .collect()
+    Some(parse_mysql_table_sizes(answer)?.into_iter().collect())
 }
 
 fn stored(columns: &[Column]) -> impl Iterator<Item = &Column> {

@@ -123,18 +123,7 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
             .iter()
             .filter_map(|table| loader.deferred.get(table)?.add_indexes(table))
             .collect();
-        if adds.is_empty() {
-            return Ok(());
-        }
-        run_sql(
-            self.target,
-            self.target_admin,
-            Engine::Mysql,
-            Some(self.name),
-            &adds,
-        )
-        .await?;
-        Ok(())
+        self.alter_target(&adds).await
     }
 
     /// Takes the secondary and foreign keys of `tables` off the target (foreign keys first,
@@ -177,17 +166,7 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
                     .filter_map(|(table, keys)| drop(keys, table))
             })
             .collect();
-        if !drops.is_empty() {
-            let sql = format!("SET foreign_key_checks = 0;\n{drops}");
-            run_sql(
-                self.target,
-                self.target_admin,
-                Engine::Mysql,
-                Some(self.name),
-                &sql,
-            )
-            .await?;
-        }
+        self.alter_target(&drops).await?;
         Ok(deferred)
     }
 
@@ -242,15 +221,21 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
             .iter()
             .filter_map(|(table, keys)| keys.add_foreign_keys(table))
             .collect();
-        if adds.is_empty() {
+        self.alter_target(&adds).await
+    }
+
+    /// Runs `statements` (key changes) on the target's database, foreign keys unchecked.
+    async fn alter_target(&self, statements: &str) -> Result<(), MigrateError> {
+        if statements.is_empty() {
             return Ok(());
         }
-        let sql = format!("SET foreign_key_checks = 0;\n{adds}");
+        let sql = format!("SET foreign_key_checks = 0;\n{statements}");
+        let database = Some(self.name);
         run_sql(
             self.target,
             self.target_admin,
             Engine::Mysql,
-            Some(self.name),
+            database,
             &sql,
         )
         .await?;
