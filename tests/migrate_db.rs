@@ -237,6 +237,7 @@ INSERT INTO orders (customer_id, code, total, note) SELECT 1 + seq % 1000, CONCA
   seq % 5000 / 3, REPEAT(CHAR(65 + seq % 26), 300) FROM seq_1_to_60000;
 ANALYZE TABLE orders;
 CREATE TRIGGER orders_stamp BEFORE INSERT ON orders FOR EACH ROW SET NEW.note = 'changed';
+CREATE TABLE zz_last (id INT PRIMARY KEY) ENGINE=InnoDB;
 "
     )
 }
@@ -295,6 +296,28 @@ async fn values_a_text_dump_would_change_arrive_exactly_and_keys_are_built_after
     let keys = "SELECT INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS \
                 WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX";
     assert_eq!(query(&pair.b, keys), query(&pair.a, keys));
+    // InnoDB numbers indexes as it creates them: the schema makes `zz_last` after `orders`, so
+    // the keys of `orders` numbered after its primary key were built after the schema.
+    let index_id = |table: &str, index: &str| -> u64 {
+        query(
+            &pair.b,
+            &format!(
+                "SELECT i.INDEX_ID FROM information_schema.INNODB_SYS_INDEXES i \
+                 JOIN information_schema.INNODB_SYS_TABLES t USING (TABLE_ID) \
+                 WHERE t.NAME = '{database}/{table}' AND i.NAME = '{index}'"
+            ),
+        )
+        .parse()
+        .unwrap()
+    };
+    let schema_made = index_id("zz_last", "PRIMARY");
+    for key in ["orders_code_unique", "orders_total_index"] {
+        assert!(
+            index_id("orders", key) > schema_made,
+            "{key} was built after the rows"
+        );
+    }
+    assert!(index_id("orders", "PRIMARY") < schema_made);
     let foreign = "SELECT CONSTRAINT_NAME, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
                    WHERE CONSTRAINT_SCHEMA = DATABASE()";
     assert_eq!(
