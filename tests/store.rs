@@ -1,88 +1,12 @@
 //! The state store on SQLite and on PostgreSQL (a throwaway server this test starts on the
 //! machine): migrations, runs, site runs, conditions, history.
 
+mod support;
+
 use anyhow::{Context, Result};
 use siteward::conditions::{Condition, ConditionType, SiteStatus};
 use siteward::store::{NewRun, NewSiteRun, StateStore};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A PostgreSQL server in a temporary directory, listening on a Unix socket only.
-struct ThrowawayPostgres {
-    dir: PathBuf,
-    bin: PathBuf,
-}
-
-impl ThrowawayPostgres {
-    fn start() -> Result<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")?
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .context("no PostgreSQL server binaries under /usr/lib/postgresql")?;
-        let dir = PathBuf::from(format!("/tmp/siteward-store-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        run(Command::new("chown").args(["postgres:postgres", &dir.display().to_string()]))?;
-        let data = dir.join("data").display().to_string();
-        as_postgres(
-            &bin.join("initdb"),
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        )?;
-        let options = format!("-c listen_addresses='' -k {} -c fsync=off", dir.display());
-        as_postgres(
-            &bin.join("pg_ctl"),
-            &[
-                "-D",
-                &data,
-                "-o",
-                &options,
-                "-l",
-                &format!("{}/log", dir.display()),
-                "-w",
-                "start",
-            ],
-        )?;
-        Ok(ThrowawayPostgres { dir, bin })
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}",
-            self.dir.display()
-        )
-    }
-}
-
-impl Drop for ThrowawayPostgres {
-    fn drop(&mut self) {
-        let data = self.dir.join("data").display().to_string();
-        let _ = as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", &data, "-m", "immediate", "stop"],
-        );
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn as_postgres(program: &Path, args: &[&str]) -> Result<()> {
-    let mut command = Command::new("runuser");
-    command
-        .args(["-u", "postgres", "--"])
-        .arg(program)
-        .args(args);
-    run(&mut command)
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let output = command.output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
-}
+use support::postgres::ThrowawayPostgres;
 
 async fn exercise(store: &StateStore) -> Result<()> {
     let run_id = store

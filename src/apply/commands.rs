@@ -63,6 +63,22 @@ pub struct StepContext<'a> {
     pub server: &'a ServerSpec,
     pub secrets: &'a ResolvedSecrets,
     pub wave: Option<&'a super::wave::Wave>,
+    /// The site and lock owner whose fence guards every step (a daemon sharing the sites).
+    pub fence: Option<StepFence<'a>>,
+}
+
+/// Whose fence guards a site's steps.
+#[derive(Clone, Copy, Debug)]
+pub struct StepFence<'a> {
+    pub site: &'a str,
+    pub owner: &'a super::lock::LockOwner,
+}
+
+impl<'a> StepFence<'a> {
+    /// The fence for `site`'s steps when `owner` shares the sites through leases.
+    pub fn of(site: &'a str, owner: &'a super::lock::LockOwner) -> Option<Self> {
+        owner.fences.as_ref().map(|_| StepFence { site, owner })
+    }
 }
 
 impl StepContext<'_> {

@@ -1,11 +1,33 @@
 //! Site locks on their servers: a CI apply and a daemon never act on one site at once, and
 //! the expired lock of a killed run is taken over safely.
 
+use crate::transport::quote::QuoteError;
 use crate::transport::{Command, Stdin, Transport, TransportError};
+use std::sync::Arc;
 use std::time::Duration;
 
 const LOCK: &str = include_str!("scripts/lock.sh");
 const UNLOCK: &str = include_str!("scripts/unlock.sh");
+const FENCE: &str = include_str!("scripts/fence.sh");
+
+/// The exit status of a step refused by its fence (the lock is no longer the run's).
+pub const FENCED_STATUS: u32 = 75;
+
+/// Where a daemon sharing the sites finds the fence of each site it holds (its lease).
+pub trait Fences: Send + Sync {
+    /// The fence of `site`'s lease while this daemon holds it; `None` once it may have lost it.
+    fn fence(&self, site: &str) -> Option<i64>;
+}
+
+/// The leases behind a [`LockOwner`] of a daemon that shares the sites with others.
+#[derive(Clone)]
+pub struct FenceSource(pub Arc<dyn Fences>);
+
+impl std::fmt::Debug for FenceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FenceSource")
+    }
+}
 
 /// How long a lock holds without being renewed.
 pub const LEASE: Duration = Duration::from_secs(30 * 60);
@@ -19,6 +41,9 @@ pub struct LockOwner {
     pub owner: String,
     pub machine: String,
     pub pid: u32,
+    /// The leases of a daemon sharing the sites: each lock carries the site's fence, and
+    /// every step checks on the server that the lock is still this run's.
+    pub fences: Option<FenceSource>,
 }
 
 impl LockOwner {
@@ -37,7 +62,24 @@ impl LockOwner {
             owner: owner.to_owned(),
             machine,
             pid,
+            fences: None,
         }
+    }
+
+    /// The same owner, its locks fenced by `fences`.
+    pub fn with_fences(mut self, fences: Arc<dyn Fences>) -> Self {
+        self.fences = Some(FenceSource(fences));
+        self
+    }
+
+    /// The fence to bring to `site`'s lock: `Ok(None)` for an owner without leases, `Err(())`
+    /// when this daemon may no longer hold the site's lease.
+    #[allow(clippy::result_unit_err)]
+    pub fn fence(&self, site: &str) -> Result<Option<i64>, ()> {
+        let Some(fences) = &self.fences else {
+            return Ok(None);
+        };
+        fences.0.fence(site).map(Some).ok_or(())
     }
 }
 
@@ -52,6 +94,17 @@ pub enum LockError {
         holder_token: Option<String>,
         holder_machine: String,
         holder_pid: Option<u32>,
+    },
+    #[error("this daemon no longer holds the lease of site `{site}`: it does not act on it")]
+    LeaseLost { site: String },
+    #[error(
+        "site `{site}` on {endpoint} has a newer fence ({newest}) than this daemon's lease ({fence}): another daemon holds it now"
+    )]
+    Fenced {
+        site: String,
+        endpoint: String,
+        fence: i64,
+        newest: String,
     },
     #[error("could not lock site `{site}`")]
     Transport {
@@ -96,6 +149,7 @@ async fn try_acquire<T: Transport>(
         site: site.into(),
         source,
     };
+    let fence = owner.fence(site).map_err(|()| lease_lost(site))?;
     let command = Command::script(LOCK)
         .args([
             site,
@@ -105,6 +159,7 @@ async fn try_acquire<T: Transport>(
             &owner.pid.to_string(),
             &LEASE.as_secs().to_string(),
             stale,
+            &fence.map(|f| f.to_string()).unwrap_or_default(),
         ])
         .render()
         .map_err(|e| transport_error(e.into()))?;
@@ -115,6 +170,20 @@ async fn try_acquire<T: Transport>(
     let stdout = output.stdout_lossy();
     if output.success() && stdout.trim() == "acquired" {
         return Ok(());
+    }
+    if output.status == 5
+        && let Some(fence) = fence
+    {
+        return Err(LockError::Fenced {
+            site: site.into(),
+            endpoint: transport.endpoint().into(),
+            fence,
+            newest: stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("fence="))
+                .unwrap_or("?")
+                .to_owned(),
+        });
     }
     if output.status == 4 {
         let field = |key: &str| {
@@ -175,6 +244,68 @@ pub async fn release<T: Transport>(
         .exec_checked(&format!("unlocking site {site}"), &command, Stdin::Empty)
         .await?;
     Ok(())
+}
+
+fn lease_lost(site: &str) -> LockError {
+    LockError::LeaseLost { site: site.into() }
+}
+
+/// `command` guarded by the site's fence: it runs only while the site's lock on the server is
+/// still `owner`'s, holding the lock's guard (shared) meanwhile, and its start and end are logged
+/// with the fence; refused with [`FENCED_STATUS`] otherwise.
+///
+/// # Errors
+/// A NUL byte in a word.
+pub fn fenced(
+    site: &str,
+    owner: &LockOwner,
+    fence: i64,
+    what: &str,
+    command: &str,
+) -> Result<String, QuoteError> {
+    let script = format!(
+        "{FENCE}( eval \"$5\" ) 9>&-\nsw_fence_rc=$?\nsw_fence_log end \"$2\" \"$3\" \"$4 rc=$sw_fence_rc\"\nexit $sw_fence_rc\n"
+    );
+    Command::script(script)
+        .args([site, &owner.token, &fence.to_string(), what, command])
+        .render()
+}
+
+/// Checks on the server that `site`'s lock is still `owner`'s (a fenced run between phases).
+///
+/// # Errors
+/// [`LockError::LeaseLost`] or [`LockError::Fenced`]-like refusals, or the transport's error.
+pub async fn check_fence<T: Transport>(
+    transport: &T,
+    site: &str,
+    owner: &LockOwner,
+    what: &str,
+) -> Result<(), LockError> {
+    let Some(fence) = owner.fence(site).map_err(|()| lease_lost(site))? else {
+        return Ok(());
+    };
+    let transport_error = |source| LockError::Transport {
+        site: site.into(),
+        source,
+    };
+    let command =
+        fenced(site, owner, fence, what, "true").map_err(|e| transport_error(e.into()))?;
+    let output = transport
+        .exec(&command, Stdin::Empty)
+        .await
+        .map_err(transport_error)?;
+    if output.success() {
+        return Ok(());
+    }
+    if output.status == FENCED_STATUS {
+        return Err(LockError::LeaseLost { site: site.into() });
+    }
+    Err(transport_error(TransportError::Failed {
+        what: format!("checking the fence of site {site}"),
+        endpoint: transport.endpoint().into(),
+        status: output.status,
+        stderr: output.stderr_lossy(),
+    }))
 }
 
 #[cfg(test)]

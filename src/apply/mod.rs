@@ -36,7 +36,7 @@ pub enum ApplyError {
     #[error("stopped before `{next}`: siteward is shutting down (the next run goes on from here)")]
     Interrupted { next: String },
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(#[from] Box<LockError>),
     #[error("step `{what}` could not be prepared")]
     Prepare {
         what: String,
@@ -118,10 +118,13 @@ pub async fn apply_site<T: Transport>(
         outcome.error = Some(secrets.scrub(&error_text(&error)));
         return outcome;
     }
+    // A fenced run checks its fence before every step, so it runs each step alone.
+    let fence = commands::StepFence::of(&site.site, owner);
     let ctx = StepContext {
         server,
         secrets,
-        wave: Some(wave),
+        wave: fence.is_none().then_some(wave),
+        fence,
     };
     if let Err(error) = run_steps(transport, site.steps(), &ctx, &mut outcome.steps).await {
         outcome.ok = false;
@@ -176,7 +179,26 @@ async fn run_step<T: Transport>(
         what: step_name(step),
         source,
     })?;
-    for command in remote {
+    for mut command in remote {
+        if let Some(fence) = &ctx.fence {
+            // The step runs only while the lease holds here and the lock is this run's there.
+            let Ok(Some(token)) = fence.owner.fence(fence.site) else {
+                return Err(ApplyError::Lock(Box::new(LockError::LeaseLost {
+                    site: fence.site.into(),
+                })));
+            };
+            command.command = lock::fenced(
+                fence.site,
+                fence.owner,
+                token,
+                &command.what,
+                &command.command,
+            )
+            .map_err(|source| ApplyError::Prepare {
+                what: command.what.clone(),
+                source: source.into(),
+            })?;
+        }
         let queued = Instant::now();
         let slot = transport.reserve_channel().await;
         let queued_millis = queued.elapsed().as_millis() as u64;

@@ -503,6 +503,7 @@ mod tests {
                 .expect("a server spec");
         let secrets = ResolvedSecrets::default();
         let ctx = StepContext {
+            fence: None,
             server: &server,
             secrets: &secrets,
             wave: None,

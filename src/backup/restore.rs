@@ -328,6 +328,7 @@ async fn run<T: Transport>(
     outcomes: &mut Vec<StepOutcome>,
 ) -> Result<(), RestoreError> {
     let ctx = StepContext {
+        fence: None,
         server: job.server,
         secrets: job.secrets,
         wave: None,

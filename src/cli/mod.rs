@@ -300,6 +300,19 @@ pub struct WatchArgs {
     /// `env:NAME` or `file:PATH` (default: the variable SITEWARD_WEBHOOK_SECRET).
     #[arg(long)]
     pub webhook_secret: Option<String>,
+    /// With a PostgreSQL `--state`, how long a daemon's lease of a site lasts unless renewed:
+    /// a daemon that dies loses its sites to the others this long after its last renewal
+    /// (renewed every third of it), e.g. `30s`.
+    #[arg(long, default_value = "30s", value_parser = lease_length)]
+    pub lease: std::time::Duration,
+}
+
+fn lease_length(text: &str) -> Result<std::time::Duration, String> {
+    let length = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if length < std::time::Duration::from_secs(3) {
+        return Err("a lease must last at least 3s (it is renewed every third of it)".into());
+    }
+    Ok(length)
 }
 
 /// `siteward report`.

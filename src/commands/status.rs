@@ -10,16 +10,20 @@ use std::fmt::Write as _;
 
 /// Prints each site's conditions, as the last plan, apply or daemon run left them.
 pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
-    let statuses = runtime()?.block_on(async {
+    let (statuses, holders) = runtime()?.block_on(async {
         let store = StateStore::open(&ctx.state).await?;
-        store.site_statuses().await
+        let statuses = store.site_statuses().await?;
+        Ok::<_, crate::store::StoreError>((statuses, store.lease_holders().await?))
     })?;
     let statuses: Vec<SiteStatus> = statuses
         .into_iter()
         .filter(|s| args.site.as_ref().is_none_or(|name| &s.site == name))
         .collect();
     if args.format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&with_holders(&statuses, &holders)?)?
+        );
         return Ok(Exit::Success);
     }
     match (&args.site, statuses.first()) {
@@ -38,29 +42,65 @@ pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         (Some(_), Some(status)) => {
-            print!("{}", status_text(status, now_unix()));
+            print!(
+                "{}",
+                status_text(status, holders.get(&status.site), now_unix())
+            );
             Ok(Exit::Success)
         }
         (None, Some(_)) => {
-            print!("{}", status_table(&statuses, now_unix()));
+            print!("{}", status_table(&statuses, &holders, now_unix()));
             Ok(Exit::Success)
         }
     }
 }
 
-/// One line per site: the condition that sums it up, since when, and why.
-fn status_table(statuses: &[SiteStatus], now: i64) -> String {
+/// The statuses as JSON, each with the daemon holding its lease (`heldBy`) when one does.
+fn with_holders(
+    statuses: &[SiteStatus],
+    holders: &Holders,
+) -> serde_json::Result<Vec<serde_json::Value>> {
+    statuses
+        .iter()
+        .map(|status| {
+            let mut value = serde_json::to_value(status)?;
+            if let (Some(holder), Some(object)) = (holders.get(&status.site), value.as_object_mut())
+            {
+                object.insert("heldBy".into(), serde_json::to_value(holder)?);
+            }
+            Ok(value)
+        })
+        .collect()
+}
+
+/// One line per site: the condition that sums it up, since when, and why (and which daemon
+/// holds it, when several share the sites).
+fn status_table(statuses: &[SiteStatus], holders: &Holders, now: i64) -> String {
+    let shared = !holders.is_empty();
     let mut out = format!(
-        "{:<20} {:<16} {:<12} {:>8}  MESSAGE\n",
-        "SITE", "SERVER", "STATUS", "SINCE"
+        "{:<20} {:<16} {:<12} {:>8}  {}MESSAGE\n",
+        "SITE",
+        "SERVER",
+        "STATUS",
+        "SINCE",
+        if shared {
+            format!("{:<28} ", "HELD BY")
+        } else {
+            String::new()
+        }
     );
     for status in statuses {
         let since = ConditionType::parse(status.summary())
             .and_then(|kind| status.condition(kind))
             .map_or_else(|| "-".to_owned(), |c| age(now - c.last_transition_unix));
+        let held = match holders.get(&status.site) {
+            Some(holder) if shared => format!("{:<28} ", holder.holder),
+            None if shared => format!("{:<28} ", "-"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{:<20} {:<16} {:<12} {:>8}  {}",
+            "{:<20} {:<16} {:<12} {:>8}  {held}{}",
             status.site,
             status.server,
             status.summary(),
@@ -71,14 +111,27 @@ fn status_table(statuses: &[SiteStatus], now: i64) -> String {
     out
 }
 
+type Holders = std::collections::BTreeMap<String, crate::store::leases::LeaseHolder>;
+
 /// Every condition of one site, its drift and its commits.
-fn status_text(status: &SiteStatus, now: i64) -> String {
+fn status_text(
+    status: &SiteStatus,
+    holder: Option<&crate::store::leases::LeaseHolder>,
+    now: i64,
+) -> String {
     let mut out = format!(
         "site {} on {}: {}\n",
         status.site,
         status.server,
         status.summary()
     );
+    if let Some(holder) = holder {
+        let _ = writeln!(
+            out,
+            "  held by daemon {} (fence {}, lease ends in {:.0} s)",
+            holder.holder, holder.fence, holder.expires_in
+        );
+    }
     if status.suspended {
         let _ = writeln!(out, "  suspended: {}", status.suspend_reason);
     }

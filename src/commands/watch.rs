@@ -17,6 +17,7 @@ pub fn run(ctx: &Context, args: WatchArgs) -> anyhow::Result<Exit> {
         api_token: args.api_token,
         webhook_secret: args.webhook_secret,
         state: ctx.state.clone(),
+        lease: args.lease,
     };
     match runtime()?.block_on(daemon::run(settings)) {
         Ok(()) => Ok(Exit::Success),

@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::git::verify_webhook;
+use super::leases::{FETCH_CHANNEL, Leases, TRIGGER_CHANNEL};
 use super::page;
 use super::queue::{Queue, Trigger};
 use super::reconcile::Daemon;
@@ -23,6 +24,7 @@ use super::scheduler::Scheduler;
 use super::watchers::GitWatch;
 use crate::conditions::SiteStatus;
 use crate::migrate::report::MigrationReport;
+use crate::store::leases::LeaseHolder;
 
 /// How stale the loop's heartbeat may be for `/healthz` to answer 200.
 const ALIVE_WITHIN_SECS: i64 = 30;
@@ -39,6 +41,8 @@ pub struct Shared {
     pub webhook_secret: Option<Arc<String>>,
     /// When the loop last showed it is alive (unix seconds).
     pub heartbeat: Arc<AtomicI64>,
+    /// The leases of a daemon sharing the sites with others (a PostgreSQL store).
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// The routes.
@@ -143,6 +147,9 @@ pub struct SiteView {
     pub running: bool,
     /// Seconds until the next run, when one is due.
     pub next_run_in_seconds: Option<u64>,
+    /// The daemon whose lease the site is under (several daemons sharing the sites).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<LeaseHolder>,
 }
 
 /// Every site the specs name, and those the store knows of that they do not.
@@ -156,6 +163,12 @@ pub async fn site_views(shared: &Shared) -> Vec<SiteView> {
         .into_iter()
         .map(|status| (status.site.clone(), status))
         .collect();
+    let mut holders = shared
+        .daemon
+        .store
+        .lease_holders()
+        .await
+        .unwrap_or_default();
     let snapshot = shared.daemon.specs.current();
     let queue = shared.scheduler.queue();
     let now = tokio::time::Instant::now();
@@ -166,18 +179,26 @@ pub async fn site_views(shared: &Shared) -> Vec<SiteView> {
             server: server.to_owned(),
             ..SiteStatus::default()
         });
-        views.push(view(&queue, now, status));
+        let holder = holders.remove(site);
+        views.push(view(&queue, now, status, holder));
     }
     for status in stored.into_values() {
-        views.push(view(&queue, now, status));
+        let holder = holders.remove(&status.site);
+        views.push(view(&queue, now, status, holder));
     }
     drop(queue);
     views.sort_by(|a, b| a.status.site.cmp(&b.status.site));
     views
 }
 
-fn view(queue: &Queue, now: tokio::time::Instant, status: SiteStatus) -> SiteView {
+fn view(
+    queue: &Queue,
+    now: tokio::time::Instant,
+    status: SiteStatus,
+    held_by: Option<LeaseHolder>,
+) -> SiteView {
     SiteView {
+        held_by,
         summary: status.summary().to_owned(),
         running: queue.is_running(&status.site),
         next_run_in_seconds: queue
@@ -196,7 +217,39 @@ pub fn daemon_view(shared: &Shared) -> serde_json::Value {
         "git": shared.git.as_ref().map(|git| git.state()),
         "sites": snapshot.loaded.sites.len(),
         "servers": snapshot.loaded.servers.len(),
+        "shared": shared.leases.as_ref().map(|leases| json!({
+            "daemon": leases.me.id,
+            "leaseSeconds": leases.length().as_secs_f64(),
+            "holding": leases.holding().len(),
+        })),
+        "store": store_view(shared),
     })
+}
+
+/// Whether the state store answers (as the lease rounds last found it).
+fn store_view(shared: &Shared) -> serde_json::Value {
+    match shared.leases.as_ref().and_then(|l| l.health.unreachable()) {
+        None => json!({ "reachable": true }),
+        Some((since, error)) => json!({
+            "reachable": false,
+            "condition": "Unreachable",
+            "sinceUnix": since,
+            "message": format!("the state store does not answer: {error}; no site is acted on until it does"),
+        }),
+    }
+}
+
+/// Tells the other daemons sharing the store that `site` is wanted now (its holder runs it).
+async fn tell_holder(shared: &Shared, site: &str) {
+    if shared.leases.is_some()
+        && let Err(error) = shared.daemon.store.notify(TRIGGER_CHANNEL, site).await
+    {
+        tracing::warn!(
+            site,
+            "could not tell the other daemons: {}",
+            crate::apply::error_text(&error)
+        );
+    }
 }
 
 async fn api_sites(State(shared): State<Shared>) -> Response {
@@ -334,6 +387,7 @@ async fn api_resume(
         return store_error(&error);
     }
     shared.scheduler.trigger(&name, Trigger::Requested);
+    tell_holder(&shared, &name).await;
     axum::Json(json!({ "site": name, "suspended": false })).into_response()
 }
 
@@ -355,6 +409,7 @@ async fn api_reconcile(
         return (StatusCode::CONFLICT, axum::Json(body)).into_response();
     }
     shared.scheduler.trigger(&name, Trigger::Requested);
+    tell_holder(&shared, &name).await;
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({ "site": name, "queued": true })),
@@ -401,6 +456,14 @@ async fn git_hook(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         return (StatusCode::CONFLICT, axum::Json(body)).into_response();
     };
     git.fetch_now();
+    if shared.leases.is_some()
+        && let Err(error) = shared.daemon.store.notify(FETCH_CHANNEL, "").await
+    {
+        tracing::warn!(
+            "could not tell the other daemons to fetch: {}",
+            crate::apply::error_text(&error)
+        );
+    }
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({ "fetching": true })),

@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod connections;
 pub mod git;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 pub mod page;
 pub mod placements;
@@ -22,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::spec::secret::SecretRef;
 use crate::store::StateStore;
+use leases::{Identity, Leases};
 use queue::{Queue, Trigger};
 use reconcile::Daemon;
-use scheduler::{OwnsEverything, Scheduler};
+use scheduler::{Ownership, OwnsEverything, Scheduler};
 use specs::Specs;
 use watchers::GitWatch;
 
@@ -42,6 +44,8 @@ pub struct Settings {
     /// `env:NAME` or `file:PATH` of the webhook secret.
     pub webhook_secret: Option<String>,
     pub state: String,
+    /// With a PostgreSQL store: how long a lease of a site lasts unless renewed.
+    pub lease: Duration,
 }
 
 /// Why the daemon could not start.
@@ -111,12 +115,32 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         "SITEWARD_WEBHOOK_SECRET",
     )?;
 
-    let daemon = Arc::new(Daemon::new(Arc::new(specs), store, settings.resync));
+    let specs = Arc::new(specs);
+    let mut daemon = Daemon::new(Arc::clone(&specs), store.clone(), settings.resync);
+    let leases = shared_sites(&daemon, &store, &address.to_string(), settings.lease);
+    if let Some(leases) = &leases {
+        daemon = daemon.with_leases(Arc::clone(leases));
+    }
+    let daemon = Arc::new(daemon);
+    let ownership: Box<dyn Ownership> = match &leases {
+        Some(leases) => Box::new(Arc::clone(leases)),
+        None => Box::new(OwnsEverything),
+    };
     let scheduler = Scheduler::new(
         Queue::new(settings.concurrency, settings.per_server),
-        Box::new(OwnsEverything),
+        ownership,
     );
     let shutdown = CancellationToken::new();
+    // Leases are kept until the runs in flight have ended, after the shutdown.
+    let leases_kept = CancellationToken::new();
+    if let Some(leases) = &leases {
+        tokio::spawn(Arc::clone(leases).keep(
+            store.clone(),
+            Arc::clone(&specs),
+            Arc::clone(&scheduler),
+            leases_kept.clone(),
+        ));
+    }
     let git = git::Checkout::detect(&dir).await.map(GitWatch::new);
     let heartbeat = Arc::new(AtomicI64::new(crate::store::now()));
     let shared = http::Shared {
@@ -126,6 +150,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         api_token: api_token.map(Arc::new),
         webhook_secret: webhook_secret.map(Arc::new),
         heartbeat: Arc::clone(&heartbeat),
+        leases: leases.clone(),
     };
     tracing::info!(%address, specs = %dir.display(), git = git.is_some(), "siteward watch starting");
     let serving = tokio::spawn(http::serve(listener, shared, shutdown.clone()));
@@ -146,12 +171,24 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             shutdown.clone(),
         ));
     }
+    if leases.is_some() {
+        tokio::spawn(leases::listen(
+            store.clone(),
+            Arc::clone(&scheduler),
+            git.clone(),
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(beat(Arc::clone(&scheduler), heartbeat, shutdown.clone()));
     tokio::spawn(signals.stop_on_them(shutdown.clone()));
     Arc::clone(&scheduler)
         .run(Arc::clone(&daemon), shutdown.clone())
         .await;
 
+    leases_kept.cancel();
+    if let Some(leases) = &leases {
+        leases.release_all(&store).await;
+    }
     tracing::info!("the runs in flight have ended; closing the connections");
     daemon.connections.close_all().await;
     let _ = serving.await;
@@ -159,6 +196,25 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         Ok(Err(error)) => Err(StartError::Watch(error)),
         _ => Ok(()),
     }
+}
+
+/// With a PostgreSQL store, the leases through which this daemon shares the sites with others.
+fn shared_sites(
+    daemon: &Daemon,
+    store: &StateStore,
+    listen: &str,
+    length: Duration,
+) -> Option<Arc<Leases>> {
+    store.postgres()?;
+    let owner = daemon.owner();
+    let me = Identity {
+        id: owner.token.clone(),
+        machine: owner.machine.clone(),
+        pid: owner.pid,
+        listen: listen.to_owned(),
+    };
+    tracing::info!(daemon = %me.id, lease = ?length, "sharing the sites with the other daemons of the store");
+    Some(Leases::new(me, length))
 }
 
 /// Queues every site the specs name, for a first reconcile now.

@@ -71,6 +71,7 @@ fn when(unix: i64, now: i64) -> String {
 /// The page at `/`: one row per site.
 pub fn index(sites: &[SiteView], daemon: &serde_json::Value, now: i64) -> Markup {
     let revision = daemon["specsRevision"].as_str().unwrap_or_default();
+    let shared = daemon["shared"].is_object();
     layout(
         "sites",
         html! {
@@ -86,9 +87,15 @@ pub fn index(sites: &[SiteView], daemon: &serde_json::Value, now: i64) -> Markup
             @if let Some(error) = daemon["git"]["error"].as_str() {
                 div class="warning" { "The specs' checkout is not updated: " (error) }
             }
+            @if let Some(message) = daemon["store"]["message"].as_str() {
+                div class="warning" data-condition="StoreUnreachable" { "Unreachable: " (message) }
+            }
+            @if let Some(me) = daemon["shared"]["daemon"].as_str() {
+                p class="muted" { "This daemon: " code { (me) } " · holding " (daemon["shared"]["holding"].as_u64().unwrap_or(0)) " of the sites" }
+            }
             table {
                 thead { tr {
-                    th { "Site" } th { "Conditions" } th { "Server" } th { "Deployed" } th { "Wanted" }
+                    th { "Site" } th { "Conditions" } th { "Server" } @if shared { th { "Held by" } } th { "Deployed" } th { "Wanted" }
                     th { "Last result" } th { "Reconciled" } th { "Next run" } th { "Message" }
                 } }
                 tbody {
@@ -97,6 +104,7 @@ pub fn index(sites: &[SiteView], daemon: &serde_json::Value, now: i64) -> Markup
                             td { a href={ "/sites/" (site.status.site) } { (site.status.site) } }
                             td { (badges(&site.status)) @if site.running { span class="badge Progressing" { "running" } } }
                             td { (site.status.server) }
+                            @if shared { td { @match &site.held_by { Some(held) => code { (held.holder) }, None => "nobody" } } }
                             td { code { (short(&site.status.deployed_commit)) } }
                             td { code { (short(&site.status.desired_commit)) } }
                             td { (site.status.last_result) }
@@ -125,6 +133,7 @@ pub fn site(detail: &serde_json::Value, now: i64) -> Markup {
                 @if !view.deployed_commit.is_empty() { " · deployed " code { (short(&view.deployed_commit)) } }
                 @if !view.desired_commit.is_empty() { " · wanted " code { (short(&view.desired_commit)) } }
                 @if view.suspended { " · suspended: " (view.suspend_reason) }
+                @if let Some(holder) = detail["site"]["heldBy"]["holder"].as_str() { " · held by " code { (holder) } }
             }
             h2 { "Conditions" }
             table {

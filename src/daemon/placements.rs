@@ -39,6 +39,15 @@ impl Placements {
         }
     }
 
+    /// `site` now lives on `server` (an apply or a migration there succeeded).
+    pub fn settled(&self, site: &str, server: &str) {
+        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        sites
+            .entry(site.to_owned())
+            .or_default()
+            .insert(server.to_owned());
+    }
+
     /// The servers to observe for `site`: `placed_on` (its spec's) and those it is recorded on.
     pub fn servers_of(&self, site: &str, placed_on: &str) -> BTreeSet<String> {
         let sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());

@@ -20,6 +20,8 @@ pub enum Trigger {
     Resync,
     /// A retry after a failure, once its backoff passed.
     Retry,
+    /// This daemon took the site's lease (from a daemon that stopped or handed it over).
+    Acquired,
 }
 
 impl Trigger {
@@ -32,6 +34,7 @@ impl Trigger {
             Trigger::Requested => "requested",
             Trigger::Resync => "resync",
             Trigger::Retry => "retry",
+            Trigger::Acquired => "lease-acquired",
         }
     }
 
@@ -47,7 +50,7 @@ impl Trigger {
     fn urgency(self) -> u8 {
         match self {
             Trigger::SpecChanged | Trigger::GitCommit | Trigger::Requested => 0,
-            Trigger::Start => 1,
+            Trigger::Start | Trigger::Acquired => 1,
             Trigger::Retry | Trigger::Resync => 2,
         }
     }

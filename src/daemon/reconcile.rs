@@ -56,6 +56,9 @@ pub struct Daemon {
     placements: Placements,
     /// Per server: the sites reconciled at once share config tests and reloads.
     waves: Mutex<HashMap<String, Arc<Wave>>>,
+    /// The fence of each site's lease at this daemon's last run of it (sites shared through
+    /// leases): a new fence means another daemon may have acted on the site meanwhile.
+    fences_seen: Mutex<HashMap<String, i64>>,
 }
 
 impl Daemon {
@@ -70,6 +73,7 @@ impl Daemon {
             backoffs: Mutex::default(),
             placements: Placements::default(),
             waves: Mutex::default(),
+            fences_seen: Mutex::default(),
         }
     }
 
@@ -136,6 +140,27 @@ impl Daemon {
         }
     }
 
+    /// Shares the sites with other daemons through `leases`: every lock carries the site's
+    /// fence and every step is guarded by it.
+    pub fn with_leases(mut self, leases: Arc<super::leases::Leases>) -> Self {
+        self.owner = self.owner.clone().with_fences(leases);
+        self
+    }
+
+    /// Whether `site`'s lease is new to this daemon since its last run of the site.
+    fn taken_over(&self, site: &str) -> bool {
+        let Ok(Some(fence)) = self.owner.fence(site) else {
+            return false;
+        };
+        let mut seen = self.fences_seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(site.to_owned(), fence) != Some(fence)
+    }
+
+    /// The identity of this daemon's runs (its locks' token).
+    pub fn owner(&self) -> &LockOwner {
+        &self.owner
+    }
+
     /// The site is named by no spec any more: its status says so, its series go.
     async fn forget(&self, site: &str) {
         let condition = Condition::new(
@@ -165,7 +190,10 @@ impl Daemon {
             return Ok(Action::AwaitChange);
         }
         let secrets = site_secrets(&snapshot, site)?;
-        let (sessions, observed) = self.observe(&snapshot, site, &secrets).await?;
+        // A site taken over from another daemon may be anywhere that daemon left it (half-way
+        // through a migration, say): every server is looked at once.
+        let everywhere = self.taken_over(&start.site);
+        let (sessions, observed) = self.observe(&snapshot, site, &secrets, everywhere).await?;
         let moving = [site];
         let (sizes, move_facts) = tokio::join!(
             measure_migrations(&moving, &observed, &sessions),
@@ -223,6 +251,7 @@ impl Daemon {
         self.record(&plan, &outcome, &secrets).await;
         self.keep(&carried_over(after, &status, outcome.ok)).await;
         if outcome.ok {
+            self.placements.settled(&start.site, server);
             self.backoff_reset(&start.site);
             return Ok(Action::requeue(backoff::jittered(self.resync)));
         }
@@ -264,6 +293,7 @@ impl Daemon {
         snapshot: &Snapshot,
         site: &Site,
         secrets: &ResolvedSecrets,
+        everywhere: bool,
     ) -> Result<
         (
             BTreeMap<String, SshSession>,
@@ -274,11 +304,32 @@ impl Daemon {
         let mut sessions = BTreeMap::new();
         let mut observed = BTreeMap::new();
         let placed_on = site.spec.server.as_str();
-        for name in self.placements.servers_of(site.name.as_str(), placed_on) {
+        let mut servers = self.placements.servers_of(site.name.as_str(), placed_on);
+        if everywhere {
+            servers.extend(
+                snapshot
+                    .loaded
+                    .servers
+                    .iter()
+                    .map(|s| s.item.name.to_string()),
+            );
+        }
+        let known = self.placements.servers_of(site.name.as_str(), placed_on);
+        for name in servers {
             let Some(server) = snapshot.server(&name) else {
                 continue;
             };
-            let session = self.connections.get(server).await?;
+            // A server looked at only to find the site (not its own, not where it is known to
+            // be) that cannot be reached is skipped.
+            let optional = !known.contains(&name);
+            let session = match self.connections.get(server).await {
+                Ok(session) => session,
+                Err(error) if optional => {
+                    tracing::warn!(site = %site.name, server = %name, "not looked at: {error}");
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             // The site's health on its own server only (a source is not checked).
             let health = name == placed_on;
             let request = observe::ProbeRequest {
@@ -288,6 +339,10 @@ impl Daemon {
             let answer = observe::connect::observe(server, &session, &request, secrets).await;
             let answer = match answer {
                 Ok(answer) => answer,
+                Err(error) if optional => {
+                    tracing::warn!(site = %site.name, server = %name, "not looked at: {}", error_text(&error));
+                    continue;
+                }
                 Err(error) => {
                     self.connections.count_error(&name);
                     if session.is_closed() {
@@ -301,6 +356,9 @@ impl Daemon {
             };
             self.placements
                 .learn(&name, &answer, Some(site.name.as_str()));
+            if optional && !answer.sites.contains_key(site.name.as_str()) {
+                continue;
+            }
             sessions.insert(name.clone(), session);
             observed.insert(name, answer);
         }

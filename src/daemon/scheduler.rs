@@ -33,6 +33,12 @@ pub trait Ownership: Send + Sync + 'static {
     fn owns(&self, site: &str) -> bool;
 }
 
+impl<T: Ownership> Ownership for std::sync::Arc<T> {
+    fn owns(&self, site: &str) -> bool {
+        T::owns(self, site)
+    }
+}
+
 /// One daemon owns every site.
 pub struct OwnsEverything;
 

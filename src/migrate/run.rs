@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::apply::commands::StepContext;
+use crate::apply::commands::{StepContext, StepFence};
 use crate::apply::lock::{self, LockOwner};
 use crate::apply::{ApplyError, SiteOutcome, StepOutcome, error_text, run_steps};
 use crate::layout;
@@ -207,6 +207,21 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         result
     }
 
+    /// A daemon sharing the sites checks on both servers, before each phase, that the site's
+    /// locks are still its own (its lease was not taken over meanwhile).
+    async fn check_fences(&self, phase: Phase) -> Result<(), MigrationError> {
+        let job = self.job;
+        for side in [&job.source, &job.target] {
+            lock::check_fence(side.transport, self.site(), job.owner, phase.word())
+                .await
+                .map_err(|source| MigrationError::Lock {
+                    server: side.name.to_owned(),
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(())
+    }
+
     async fn phases(&mut self) -> Result<(), MigrationError> {
         self.load_journal().await?;
         self.timed(Phase::Provision).await?;
@@ -333,6 +348,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
                 phase: phase.word(),
             });
         }
+        self.check_fences(phase).await?;
         self.say(phase.word());
         let started = Instant::now();
         let result = self.run_phase(phase).await;
@@ -428,6 +444,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             server: endpoint.spec,
             secrets: self.job.secrets,
             wave: None,
+            fence: StepFence::of(self.job.site.name.as_str(), self.job.owner),
         };
         run_steps(endpoint.transport, steps.iter(), &ctx, &mut self.steps)
             .await

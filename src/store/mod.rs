@@ -1,6 +1,7 @@
 //! The local state store: history of plans and applies, and each site's conditions.
 //! SQLite by default (`.siteward/state.db`), PostgreSQL with a `postgres://` URL.
 
+pub mod leases;
 mod sites;
 
 use serde::Serialize;
@@ -25,6 +26,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("a state store query failed")]
     Query(#[from] sqlx::Error),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// A run to record.

@@ -37,14 +37,25 @@ impl Watch {
         args: &[&str],
         env: &[(String, String)],
     ) -> Result<Watch> {
+        let state = cwd.join(".siteward/state.db");
+        Watch::start_with_state(cwd, specs, &state.display().to_string(), args, env)
+    }
+
+    /// Starts `siteward --state STATE watch SPECS` (a path or a `postgres://` URL).
+    pub fn start_with_state(
+        cwd: &Path,
+        specs: &Path,
+        state: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Watch> {
         let port = free_port();
         let log = cwd.join(format!("watch-{port}.log"));
-        let state = cwd.join(".siteward/state.db");
         let stderr = std::fs::File::create(&log)?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_siteward"));
         command
             .arg("--state")
-            .arg(&state)
+            .arg(state)
             .args(["watch", "--listen", &format!("127.0.0.1:{port}")])
             .arg(specs)
             .args(args)
@@ -63,7 +74,7 @@ impl Watch {
             child: Some(child),
             port,
             log,
-            state,
+            state: PathBuf::from(state),
         };
         watch.wait_ready()?;
         Ok(watch)
@@ -213,6 +224,19 @@ impl Watch {
             .args([&format!("-{name}"), &pid])
             .status()?;
         anyhow::ensure!(status.success(), "kill -{name} {pid}");
+        Ok(())
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9`, and waits for the process to end.
+    pub fn kill(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("not running")?;
+        child.kill()?;
+        child.wait()?;
         Ok(())
     }
 

@@ -26,6 +26,7 @@
 
 pub mod daemon;
 pub mod migration;
+pub mod postgres;
 pub mod site;
 pub mod sshd;
 pub mod tls;

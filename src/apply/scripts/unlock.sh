@@ -1,7 +1,13 @@
 # Releases a site's lock when this run holds it.
 # $1 site, $2 token
 set -eu
-lock=/var/lib/siteward/sites/$1/lock
+dir=/var/lib/siteward/sites/$1
+lock=$dir/lock
 [ -f "$lock" ] || exit 0
-[ "$(sed -n 's/^token=//p' "$lock")" = "$2" ] && rm -f "$lock"
+exec 9>>"$dir/guard"
+flock -x -w 120 9
+if [ "$(sed -n 's/^token=//p' "$lock")" = "$2" ]; then
+  rm -f "$lock"
+  printf '%s released %s\n' "$(date +%s.%N)" "$2" >>"$dir/locks.log"
+fi
 exit 0
