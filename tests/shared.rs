@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use siteward::apply::lock::{self, LockOwner};
+use siteward::transport::quote::quote;
 use support::daemon::Watch;
 use support::postgres::ThrowawayPostgres;
 use support::site::{APP_KEY, Shape, clean_site, site_spec};
@@ -279,8 +280,51 @@ fn a_stale_fence_is_refused_on_the_server_and_a_newer_one_takes_the_lock_over() 
     ensure!(step(&new, 6)? == 0, "the new holder's step runs");
     let ran = host.read_file("/tmp/shfence-ran")?;
     ensure!(ran.lines().count() == 2, "two steps ran, not three: {ran}");
+
+    // A step still running when a newer fence comes (its run lost its lease: paused, say) is
+    // waited for a while, then stopped; the newer holder never runs beside it.
+    let long = lock::fenced(
+        site,
+        &new,
+        6,
+        "long",
+        "sleep 40; echo late >>/tmp/shfence-ran",
+    )?;
+    // In its own process group, as every command is under the server-side `timeout`.
+    let long = format!("setsid -w sh -c {}", quote(&long)?);
+    let runner = Fleet::host("t-share-c")?;
+    let running = std::thread::spawn(move || runner.run(&long, None));
+    let begun = || -> Result<bool> {
+        Ok(step_log(&host, site)?
+            .iter()
+            .any(|l| l.what == "long" && l.begins))
+    };
+    while !begun()? {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let asked = std::time::Instant::now();
+    let (status, answer) = lock_with(&owner("daemon-newest"), 7)?;
+    let waited = asked.elapsed();
+    ensure!(
+        status == 0,
+        "the newest fence takes the lock over: {answer}"
+    );
+    ensure!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(30),
+        "it waited for the step, then stopped it: {waited:?}"
+    );
+    let stopped = running
+        .join()
+        .map_err(|_| anyhow::anyhow!("the runner panicked"))??;
+    ensure!(!stopped.status.success(), "the long step was stopped");
+    std::thread::sleep(Duration::from_secs(1));
+    let ran = host.read_file("/tmp/shfence-ran")?;
+    ensure!(
+        ran.lines().count() == 2,
+        "the stopped step did not finish: {ran}"
+    );
     let lines = never_overlapping(&host, site)?;
-    ensure!(lines.len() == 4, "{lines:#?}");
+    ensure!(lines.len() == 5, "{lines:#?}");
     Ok(())
 }
 
@@ -312,6 +356,19 @@ fn three_daemons_share_eight_sites_and_a_killed_ones_sites_are_taken_over() -> R
         },
     )?;
     let held = holders(&daemons[0])?;
+    let listed = team
+        .workspace
+        .siteward(&["--state", &team.postgres.url(), "status"])?;
+    for (site, holder) in &held {
+        ensure!(
+            listed
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(site.as_str()) && l.contains(holder.as_str())),
+            "siteward status names {site}'s holder: {}",
+            listed.stdout
+        );
+    }
     for site in &sites {
         let lines = never_overlapping(host_of(site).0, site)?;
         ensure!(!lines.is_empty(), "{site}: its steps are logged");

@@ -264,7 +264,7 @@ pub fn fenced(
     command: &str,
 ) -> Result<String, QuoteError> {
     let script = format!(
-        "{FENCE}( eval \"$5\" ) 9>&-\nsw_fence_rc=$?\nsw_fence_log end \"$2\" \"$3\" \"$4 rc=$sw_fence_rc\"\nexit $sw_fence_rc\n"
+        "{FENCE}( eval \"$5\" ) 9>&-\nsw_fence_rc=$?\nrm -f \"$sw_fence_dir/running/$sw_fence_group.$$\"\nsw_fence_log end \"$2\" \"$3\" \"$4 rc=$sw_fence_rc\"\nexit $sw_fence_rc\n"
     );
     Command::script(script)
         .args([site, &owner.token, &fence.to_string(), what, command])

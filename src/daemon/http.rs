@@ -128,6 +128,13 @@ async fn metrics(State(shared): State<Shared>) -> Response {
     daemon
         .metrics
         .ssh_errors(&daemon.connections.error_counts());
+    match &shared.leases {
+        Some(leases) => daemon.metrics.store(
+            leases.health.unreachable().is_none(),
+            leases.holding().len(),
+        ),
+        None => daemon.metrics.store(true, 0),
+    }
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],

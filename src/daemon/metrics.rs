@@ -65,6 +65,8 @@ pub struct Metrics {
     git_fetches: Family<ResultLabel, Counter>,
     queue_depth: Gauge,
     in_flight: Gauge,
+    store_up: Gauge,
+    leases_held: Gauge,
     ssh_errors: Family<ServerLabel, Counter>,
     /// The server each site's info series names, to remove it when the site moves or goes.
     placed: Mutex<std::collections::BTreeMap<String, String>>,
@@ -90,6 +92,8 @@ impl Metrics {
             git_fetches: Family::default(),
             queue_depth: Gauge::default(),
             in_flight: Gauge::default(),
+            store_up: Gauge::default(),
+            leases_held: Gauge::default(),
             ssh_errors: Family::default(),
             placed: Mutex::default(),
             registry: Registry::default(),
@@ -138,6 +142,16 @@ impl Metrics {
             "siteward_reconciles_in_flight",
             "Reconciles running",
             metrics.in_flight.clone(),
+        );
+        registry.register(
+            "siteward_store_up",
+            "Whether the state store answered the last round of leases (1) or not (0)",
+            metrics.store_up.clone(),
+        );
+        registry.register(
+            "siteward_leases_held",
+            "Sites whose lease this daemon holds (daemons sharing a PostgreSQL store)",
+            metrics.leases_held.clone(),
         );
         registry.register(
             "siteward_ssh_errors",
@@ -247,6 +261,12 @@ impl Metrics {
     pub fn queue(&self, depth: usize, in_flight: usize) {
         self.queue_depth.set(depth as i64);
         self.in_flight.set(in_flight as i64);
+    }
+
+    /// Whether the store answers and how many leases this daemon holds.
+    pub fn store(&self, up: bool, leases: usize) {
+        self.store_up.set(i64::from(up));
+        self.leases_held.set(leases as i64);
     }
 
     /// The SSH errors so far of each server.

@@ -121,6 +121,9 @@ impl Daemon {
 
     /// Keeps a site's status in the store and the metrics; a store failure is logged.
     async fn keep(&self, status: &SiteStatus) {
+        if !self.still_holds(&status.site) {
+            return;
+        }
         self.metrics.site(status);
         if let Err(error) = self.store.update_site(status).await {
             tracing::warn!(site = %status.site, "the state store was not updated: {}", error_text(&error));
@@ -128,6 +131,9 @@ impl Daemon {
     }
 
     async fn keep_conditions(&self, site: &str, conditions: &[Condition]) {
+        if !self.still_holds(site) {
+            return;
+        }
         if let Err(error) = self.store.update_conditions(site, conditions).await {
             tracing::warn!(
                 site,
@@ -145,6 +151,19 @@ impl Daemon {
     pub fn with_leases(mut self, leases: Arc<super::leases::Leases>) -> Self {
         self.owner = self.owner.clone().with_fences(leases);
         self
+    }
+
+    /// Whether this daemon may still speak for `site` (always, without leases): a run that
+    /// outlived its lease leaves the site's status and history to the daemon holding it now.
+    fn still_holds(&self, site: &str) -> bool {
+        let holds = self.owner.fence(site).is_ok();
+        if !holds {
+            tracing::info!(
+                site,
+                "the site's lease is gone: its status is left to its holder"
+            );
+        }
+        holds
     }
 
     /// Whether `site`'s lease is new to this daemon since its last run of the site.
@@ -435,6 +454,9 @@ impl Daemon {
         outcome: &SiteOutcome,
         secrets: &ResolvedSecrets,
     ) {
+        if !self.still_holds(&outcome.site) {
+            return;
+        }
         let summary = secrets.scrub(&render::summary(plan));
         let plan_json = secrets.scrub(&render::json(plan));
         let run = NewRun {

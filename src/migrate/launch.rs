@@ -13,6 +13,8 @@ use crate::spec::Loaded;
 use crate::spec::secret::ResolvedSecrets;
 use crate::spec::server::ServerSpec;
 use crate::transport::SshSession;
+use crate::transport::ssh::CommandGuard;
+use std::sync::Arc;
 
 /// How long one stream of a migration (a database dump, a storage archive) may run.
 const STREAM_BOUND: Duration = Duration::from_secs(12 * 3600);
@@ -68,9 +70,18 @@ pub async fn migrate_planned(launch: &Launch<'_>, site_plan: &SitePlan) -> SiteO
     else {
         return failed("the site's servers are not connected".into());
     };
+    let guard = match fence_guard(launch.owner, &site_plan.site) {
+        Ok(guard) => guard,
+        Err(error) => return failed(error),
+    };
+    let guarded = |session: &SshSession| match &guard {
+        Some(guard) => session.guarded(Arc::clone(guard)),
+        None => session.clone(),
+    };
+    let (source_short, target_short) = (guarded(source), guarded(target));
     let (source_stream, target_stream) = (
-        source.with_exec_timeout(STREAM_BOUND),
-        target.with_exec_timeout(STREAM_BOUND),
+        source_short.with_exec_timeout(STREAM_BOUND),
+        target_short.with_exec_timeout(STREAM_BOUND),
     );
     let job = MigrationJob {
         site,
@@ -78,14 +89,16 @@ pub async fn migrate_planned(launch: &Launch<'_>, site_plan: &SitePlan) -> SiteO
         source: Endpoint {
             name: &migration.source,
             spec: source_spec,
-            transport: source,
+            transport: &source_short,
             streaming: &source_stream,
+            locking: source,
         },
         target: Endpoint {
             name: &migration.target,
             spec: target_spec,
-            transport: target,
+            transport: &target_short,
             streaming: &target_stream,
+            locking: target,
         },
         source_site: &source_site,
         secrets: launch.secrets,
@@ -94,6 +107,24 @@ pub async fn migrate_planned(launch: &Launch<'_>, site_plan: &SitePlan) -> SiteO
         on_phase: launch.on_phase,
     };
     migrate_site(&job).await.0
+}
+
+/// For a daemon sharing the sites through leases: what guards each command of the site's
+/// migration with the site's fence on its server; `None` for an owner without leases.
+fn fence_guard(owner: &LockOwner, site: &str) -> Result<Option<Arc<CommandGuard>>, String> {
+    let fence = match owner.fence(site) {
+        Ok(Some(fence)) => fence,
+        Ok(None) => return Ok(None),
+        Err(()) => {
+            return Err(format!(
+                "this daemon no longer holds the lease of site `{site}`"
+            ));
+        }
+    };
+    let (owner, site) = (owner.clone(), site.to_owned());
+    Ok(Some(Arc::new(move |command: &str| {
+        crate::apply::lock::fenced(&site, &owner, fence, "migration", command)
+    })))
 }
 
 /// The spec of the server named `name`.

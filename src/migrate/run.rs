@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::apply::commands::{StepContext, StepFence};
+use crate::apply::commands::StepContext;
 use crate::apply::lock::{self, LockOwner};
 use crate::apply::{ApplyError, SiteOutcome, StepOutcome, error_text, run_steps};
 use crate::layout;
@@ -99,6 +99,8 @@ pub struct Endpoint<'a, T> {
     pub transport: &'a T,
     /// For the long streams (database dump and restore, storage archive).
     pub streaming: &'a T,
+    /// For the site's lock (unguarded: the lock is what the guards check).
+    pub locking: &'a T,
 }
 
 /// Everything a migration needs.
@@ -187,7 +189,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         let job = self.job;
         let site = self.site().to_owned();
         for side in [&job.source, &job.target] {
-            lock::acquire(side.transport, &site, job.owner)
+            lock::acquire(side.locking, &site, job.owner)
                 .await
                 .map_err(|source| MigrationError::Lock {
                     server: side.name.to_owned(),
@@ -196,7 +198,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         }
         let result = self.phases().await;
         for side in [&job.source, &job.target] {
-            if let Err(error) = lock::release(side.transport, &site, job.owner).await {
+            if let Err(error) = lock::release(side.locking, &site, job.owner).await {
                 tracing::warn!(
                     site,
                     server = side.name,
@@ -212,7 +214,7 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
     async fn check_fences(&self, phase: Phase) -> Result<(), MigrationError> {
         let job = self.job;
         for side in [&job.source, &job.target] {
-            lock::check_fence(side.transport, self.site(), job.owner, phase.word())
+            lock::check_fence(side.locking, self.site(), job.owner, phase.word())
                 .await
                 .map_err(|source| MigrationError::Lock {
                     server: side.name.to_owned(),
@@ -444,7 +446,8 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             server: endpoint.spec,
             secrets: self.job.secrets,
             wave: None,
-            fence: StepFence::of(self.job.site.name.as_str(), self.job.owner),
+            // A fenced migration's transports guard every command already.
+            fence: None,
         };
         run_steps(endpoint.transport, steps.iter(), &ctx, &mut self.steps)
             .await

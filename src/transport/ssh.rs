@@ -35,7 +35,12 @@ mod target;
 pub struct SshSession {
     inner: Arc<Inner>,
     exec_timeout: Duration,
+    /// Rewrites every command of this clone (a fenced run's guard), when set.
+    guard: Option<Arc<CommandGuard>>,
 }
+
+/// Rewrites a command line into a guarded one (see [`SshSession::guarded`]).
+pub type CommandGuard = dyn Fn(&str) -> Result<String, crate::transport::QuoteError> + Send + Sync;
 
 struct Inner {
     handle: Handle<client::Client>,
@@ -96,6 +101,7 @@ impl SshSession {
                 channels: Channels::new(channels::DEFAULT_LIMIT),
             }),
             exec_timeout: target.timeouts.exec,
+            guard: None,
         }
     }
 
@@ -104,6 +110,18 @@ impl SshSession {
         Self {
             inner: Arc::clone(&self.inner),
             exec_timeout: bound,
+            guard: self.guard.clone(),
+        }
+    }
+
+    /// A clone sharing this connection whose every command is first rewritten by `guard` (the
+    /// fence of a daemon's migration: each command runs only while the site's lock is still
+    /// the run's).
+    pub fn guarded(&self, guard: Arc<CommandGuard>) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            exec_timeout: self.exec_timeout,
+            guard: Some(guard),
         }
     }
 
@@ -167,7 +185,11 @@ impl SshSession {
     where
         W: AsyncWrite + Unpin + Send + ?Sized,
     {
-        let wrapped = remote_command(command, self.inner.become_root, self.exec_timeout)?;
+        let guarded = match &self.guard {
+            Some(guard) => guard(command)?,
+            None => command.to_owned(),
+        };
+        let wrapped = remote_command(&guarded, self.inner.become_root, self.exec_timeout)?;
         self.run_raw_as(slot, &wrapped, &summarize(command), stdin, stdout)
             .await
     }

@@ -10,9 +10,25 @@ site=$1 token=$2 owner=$3 machine=$4 pid=$5 lease=$6 stale=${7:-} fence=${8:-}
 dir=/var/lib/siteward/sites/$site
 mkdir -p "$dir"
 lock=$dir/lock
-# Steps of a fenced run hold the guard shared while they run: a takeover waits for them.
+# Steps of a fenced run hold the guard shared while they run: a takeover waits for them, and
+# stops them after a while when this run brings a newer fence (their run lost its lease).
 exec 9>>"$dir/guard"
-flock -x -w 120 9
+if ! flock -x -w 10 9; then
+  held_fence=$(sed -n 's/^fence=//p' "$lock" 2>/dev/null || true)
+  if [ -n "$fence" ] && [ -n "$held_fence" ] && [ "$fence" -gt "$held_fence" ]; then
+    for running in "$dir"/running/*; do
+      [ -f "$running" ] || continue
+      read -r run_token run_started <"$running" || continue
+      [ "$run_token" = "$token" ] && continue
+      group=${running##*/}
+      group=${group%%.*}
+      started=$(cut -d' ' -f22 "/proc/$group/stat" 2>/dev/null || echo gone)
+      if [ "$started" = "$run_started" ]; then kill -KILL "-$group" 2>/dev/null || true; fi
+      rm -f "$running"
+    done
+  fi
+  flock -x -w 120 9
+fi
 now=$(date +%s)
 newest=$(cat "$dir/fence" 2>/dev/null || echo 0)
 if [ -n "$fence" ] && [ "$fence" -lt "${newest:-0}" ]; then

@@ -204,6 +204,13 @@ impl Leases {
             plan.rescue.clear();
         }
         if !plan.hand_over.is_empty() {
+            // Not ours from now on, before the store lets another daemon take them.
+            {
+                let mut held = self.held();
+                for site in &plan.hand_over {
+                    held.remove(site);
+                }
+            }
             store
                 .release_leases(&self.me.id, Some(&plan.hand_over))
                 .await?;
