@@ -1,6 +1,7 @@
 -- Several `siteward watch` daemons sharing one store: the live daemons (each renews its row)
 -- and one lease per site, held by one daemon at a time. Expiry is the database's clock; the
--- fence increases with every new holder and travels into the site's lock on its server.
+-- fence (the database's clock in microseconds, above the site's last) increases with every new
+-- holder and travels into the site's lock on its server.
 CREATE TABLE daemons (
     id TEXT PRIMARY KEY,
     machine TEXT NOT NULL,
@@ -9,8 +10,6 @@ CREATE TABLE daemons (
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires_at TIMESTAMPTZ NOT NULL
 );
-
-CREATE SEQUENCE site_lease_fences;
 
 CREATE TABLE site_leases (
     site TEXT PRIMARY KEY,

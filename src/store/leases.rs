@@ -92,7 +92,9 @@ impl StateStore {
     }
 
     /// Takes the leases of `sites` that nobody holds or whose lease ended more than `ended_for`
-    /// seconds ago, each with a new fence: the sites taken and their fences.
+    /// seconds ago, each with a new fence: the sites taken and their fences. A fence is the
+    /// database's clock in microseconds (and above the site's last one), so fences keep growing
+    /// on the servers even across a store made anew.
     pub async fn acquire_leases(
         &self,
         holder: &str,
@@ -104,9 +106,11 @@ impl StateStore {
             return Ok(Vec::new());
         }
         const SQL: &str = "INSERT INTO site_leases (site, holder, fence, acquired_at, expires_at) \
-              SELECT s, $2, nextval('site_lease_fences'), now(), now() + make_interval(secs => $3) \
+              SELECT s, $2, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, now(), \
+                now() + make_interval(secs => $3) \
               FROM unnest($1::text[]) AS s \
-            ON CONFLICT (site) DO UPDATE SET holder = EXCLUDED.holder, fence = EXCLUDED.fence, \
+            ON CONFLICT (site) DO UPDATE SET holder = EXCLUDED.holder, \
+              fence = GREATEST(EXCLUDED.fence, site_leases.fence + 1), \
               acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at \
             WHERE site_leases.expires_at <= now() - make_interval(secs => $4) \
             RETURNING site, fence";
