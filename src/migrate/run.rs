@@ -6,118 +6,33 @@
 //! start; if anything fails after the source was paused, the target's are paused again before
 //! the source's resume.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::apply::commands::StepContext;
-use crate::apply::lock::{self, LockOwner};
-use crate::apply::{ApplyError, SiteOutcome, StepOutcome, error_text, run_steps};
-use crate::layout;
-use crate::observe::ObservedSite;
-use crate::plan::migration::{JOURNAL_FILE, Journal, Phase};
-use crate::plan::{ResourceKind, SitePlan, Step};
+use crate::apply::lock;
+use crate::apply::{SiteOutcome, StepOutcome, error_text, run_steps};
+use crate::plan::migration::{Journal, Phase};
+use crate::plan::{ResourceKind, Step};
 use crate::resources::DesiredSite;
-use crate::spec::Site;
-use crate::spec::secret::ResolvedSecrets;
-use crate::spec::server::ServerSpec;
-use crate::spec::site::{DeployStrategy, MigrationMode, SiteType};
-use crate::transport::{Transport, TransportError};
+use crate::spec::site::MigrationMode;
+use crate::transport::Transport;
 
-use super::database::MigrateError;
-use super::files::FilesError;
-use super::handover::HandoverError;
-use super::progress::Progress;
 use super::report::{MigrationReport, PhaseRun, REPORT_VERSION};
+use journal::now_unix;
 
 mod copy;
 mod cutover;
+mod job;
+mod journal;
 mod snapshot;
+mod source;
 mod tls;
+
+pub use job::{Endpoint, MigrationError, MigrationJob};
+pub use source::outermost_paths;
 
 /// How long the source's cron jobs may take to finish once their crons are off.
 const CRON_DRAIN: Duration = Duration::from_secs(90);
-
-/// Why a migration stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum MigrationError {
-    #[error("the site's lock on `{server}` could not be taken")]
-    Lock {
-        server: String,
-        #[source]
-        source: Box<lock::LockError>,
-    },
-    #[error("provisioning on `{server}` failed")]
-    Step {
-        server: String,
-        #[source]
-        source: Box<ApplyError>,
-    },
-    #[error("the database copy failed")]
-    Database(#[source] MigrateError),
-    #[error("the storage copy failed")]
-    Storage(#[source] FilesError),
-    #[error("the handover of crons and workers failed")]
-    Handover(#[source] HandoverError),
-    #[error("moving the site's Redis keys failed")]
-    Redis(#[source] crate::migrate::redis::RedisError),
-    #[error("{what} on `{server}` failed")]
-    Transport {
-        what: &'static str,
-        server: String,
-        #[source]
-        source: Box<TransportError>,
-    },
-    #[error("the validation of `{server}` failed: {failed}")]
-    Validation { server: String, failed: String },
-    #[error(
-        "the source `{server}` could not be brought back as the live runner (the log says why)"
-    )]
-    SourceStillStopped { server: String },
-    #[error(
-        "stopped before the phase `{phase}`: siteward is shutting down (the next run resumes here)"
-    )]
-    Interrupted { phase: &'static str },
-    #[error("the backup of the source `{server}` {when} failed")]
-    Snapshot {
-        server: String,
-        when: &'static str,
-        #[source]
-        source: Box<crate::backup::remote::BackupError>,
-    },
-    #[error("the server `{server}` has no `{section}` administrator in its spec")]
-    NoAdmin {
-        server: String,
-        section: &'static str,
-    },
-}
-
-/// One side of the move.
-pub struct Endpoint<'a, T> {
-    /// The server's name in the specs.
-    pub name: &'a str,
-    pub spec: &'a ServerSpec,
-    /// For short commands.
-    pub transport: &'a T,
-    /// For the long streams (database dump and restore, storage archive).
-    pub streaming: &'a T,
-    /// For the site's lock (unguarded: the lock is what the guards check).
-    pub locking: &'a T,
-}
-
-/// Everything a migration needs.
-pub struct MigrationJob<'a, T> {
-    pub site: &'a Site,
-    /// The site's plan on the target (disposition `migration`).
-    pub plan: &'a SitePlan,
-    pub source: Endpoint<'a, T>,
-    pub target: Endpoint<'a, T>,
-    /// What the source's probe saw of the site (its record's facts).
-    pub source_site: &'a ObservedSite,
-    pub secrets: &'a ResolvedSecrets,
-    pub owner: &'a LockOwner,
-    pub progress: Progress,
-    /// Told each phase as it starts.
-    pub on_phase: Option<&'a (dyn Fn(&str) + Sync)>,
-}
 
 /// Runs (or resumes) a migration; returns the site's outcome and the report.
 ///
@@ -299,47 +214,6 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             .say(&format!("migration of {} | {what}", self.site()));
     }
 
-    /// Phases that run at every apply until the target takes over, because what they make
-    /// follows the spec (idempotent: nothing changes when nothing has to): provisioning, and the
-    /// code with the paused jobs (a new commit, a changed cron).
-    fn repeated(&self, phase: Phase) -> bool {
-        match phase {
-            Phase::Provision => true,
-            Phase::TargetInstalled => !self.journal.has(Phase::TargetStarted),
-            _ => false,
-        }
-    }
-
-    /// Whether the journal says a phase is done (then reported as such).
-    fn skipped(&mut self, phase: Phase) -> bool {
-        if !self.journal.has(phase) {
-            return false;
-        }
-        self.report.phases.push(PhaseRun {
-            phase,
-            status: "already-done".into(),
-            millis: 0,
-        });
-        true
-    }
-
-    /// Reports a phase's outcome and journals it when it succeeded.
-    async fn record_phase(
-        &mut self,
-        phase: Phase,
-        took: std::time::Duration,
-        result: Result<(), MigrationError>,
-    ) -> Result<(), MigrationError> {
-        self.report.phases.push(PhaseRun {
-            phase,
-            status: if result.is_ok() { "done" } else { "failed" }.into(),
-            millis: took.as_millis() as u64,
-        });
-        result?;
-        self.journal.complete(phase, now_unix());
-        self.save_journal().await
-    }
-
     /// Runs a phase unless the journal says it is done; records it when it completes.
     async fn timed(&mut self, phase: Phase) -> Result<(), MigrationError> {
         if !self.repeated(phase) && self.skipped(phase) {
@@ -379,63 +253,6 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
             Phase::SourceFinished => self.finish_source().await,
             Phase::Done => self.record_target().await,
         }
-    }
-
-    // --- the journal ------------------------------------------------------------------------
-
-    fn journal_path(&self) -> String {
-        format!("{}/{JOURNAL_FILE}", layout::record_dir(self.site()))
-    }
-
-    async fn load_journal(&mut self) -> Result<(), MigrationError> {
-        let target = &self.job.target;
-        let text = target
-            .transport
-            .read_file(&self.journal_path())
-            .await
-            .map_err(|source| MigrationError::Transport {
-                what: "reading the migration journal",
-                server: target.name.to_owned(),
-                source: Box::new(source),
-            })?
-            .unwrap_or_default();
-        let lines: Vec<String> = String::from_utf8_lossy(&text)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        let mode = self.job.site.spec.migration.mode;
-        self.journal = match Journal::parse(&lines) {
-            Some(journal) if journal.source == self.job.source.name && !journal.finished() => {
-                let started = journal.started_unix;
-                self.say(&format!(
-                    "resuming the migration started at unix time {started} from its journal"
-                ));
-                journal
-            }
-            _ => Journal::start(self.job.source.name, mode, now_unix()),
-        };
-        self.journal.mode = crate::plan::migration::mode_word(mode).to_owned();
-        self.save_journal().await
-    }
-
-    async fn save_journal(&self) -> Result<(), MigrationError> {
-        let target = &self.job.target;
-        target
-            .transport
-            .write_file_atomic(
-                &self.journal_path(),
-                self.journal.render().as_bytes(),
-                "root",
-                "root",
-                0o600,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|source| MigrationError::Transport {
-                what: "writing the migration journal",
-                server: target.name.to_owned(),
-                source: Box::new(source),
-            })
     }
 
     // --- steps ------------------------------------------------------------------------------
@@ -486,44 +303,6 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
         self.copy_env().await
     }
 
-    // --- the source's layout ----------------------------------------------------------------
-
-    fn source_root(&self) -> String {
-        self.job
-            .source_site
-            .record
-            .as_ref()
-            .and_then(|r| r.facts.get("root"))
-            .cloned()
-            .unwrap_or_else(|| self.desired.root.clone())
-    }
-
-    fn source_shared(&self) -> String {
-        match self.job.site.spec.deploy.strategy {
-            DeployStrategy::Releases => layout::shared_dir(&self.source_root()),
-            DeployStrategy::InPlace => self.source_root(),
-        }
-    }
-
-    fn source_live(&self) -> String {
-        match self.job.site.spec.deploy.strategy {
-            DeployStrategy::Releases => layout::current_link(&self.source_root()),
-            DeployStrategy::InPlace => self.source_root(),
-        }
-    }
-
-    /// The users the site's cron jobs run as (their processes are waited for when paused).
-    fn cron_users(&self) -> Vec<String> {
-        let mut users: Vec<String> = self.desired.crons.iter().map(|c| c.user.clone()).collect();
-        users.sort();
-        users.dedup();
-        users
-    }
-
-    fn is_laravel(&self) -> bool {
-        self.job.site.spec.site_type == SiteType::Laravel
-    }
-
     fn finish(
         mut self,
         result: Result<(), MigrationError>,
@@ -562,45 +341,4 @@ impl<'j, 'a, T: Transport> Run<'j, 'a, T> {
 enum Side {
     Source,
     Target,
-}
-
-/// The storage paths without those inside another (one copy per tree).
-pub fn outermost_paths(paths: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = paths
-        .iter()
-        .filter(|path| {
-            !paths
-                .iter()
-                .any(|other| other != *path && path.starts_with(&format!("{other}/")))
-        })
-        .cloned()
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_storage_paths_are_copied_once_with_their_parent() {
-        let paths = vec![
-            "storage".to_owned(),
-            "storage/app/public".to_owned(),
-            "uploads".to_owned(),
-            "storage-old".to_owned(),
-        ];
-        assert_eq!(
-            outermost_paths(&paths),
-            vec!["storage", "storage-old", "uploads"]
-        );
-    }
 }
