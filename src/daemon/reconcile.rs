@@ -13,18 +13,23 @@ use super::scheduler::Reconcile;
 use super::specs::{Snapshot, Specs};
 use crate::apply::lock::LockOwner;
 use crate::apply::wave::Wave;
-use crate::apply::{SiteOutcome, apply_site, error_text};
+use crate::apply::{SiteOutcome, apply_site};
 use crate::commands::reconcile::{gather_move_facts, measure_migrations, secret_references};
-use crate::conditions::{self, Condition, ConditionType, SiteStatus};
+use crate::conditions::{self, ConditionType, SiteStatus};
 use crate::migrate::launch::{Launch, migrate_planned};
 use crate::migrate::progress::Progress;
-use crate::observe::{self, ObservedServer};
+use crate::observe::ObservedServer;
+use crate::plan::SitePlan;
 use crate::plan::build::{PlanInputs, build_plan};
-use crate::plan::{SitePlan, render};
 use crate::spec::Site;
 use crate::spec::secret::ResolvedSecrets;
-use crate::store::{NewRun, NewSiteRun, StateStore};
+use crate::store::StateStore;
 use crate::transport::SshSession;
+
+mod observation;
+mod status;
+
+use status::carried_over;
 
 /// Why a reconcile did not bring the site to its spec.
 #[derive(Debug, thiserror::Error)]
@@ -77,35 +82,6 @@ impl Daemon {
         }
     }
 
-    /// Observes every server once (all the sites on it) to learn where each site is recorded,
-    /// before the first reconciles; unreachable servers are learned from later.
-    pub async fn survey(&self) {
-        let snapshot = self.specs.current();
-        let surveys = snapshot.loaded.servers.iter().map(|located| {
-            let server = &located.item;
-            let snapshot = &snapshot;
-            async move {
-                let session = self.connections.get(server).await?;
-                let request =
-                    observe::connect::probe_request(&snapshot.loaded, server.name.as_str());
-                let secrets = admin_secrets(snapshot, &[]);
-                let observed = observe::connect::observe(server, &session, &request, &secrets)
-                    .await
-                    .map_err(|error| ReconcileError::Observe {
-                        server: server.name.to_string(),
-                        reason: error_text(&error),
-                    })?;
-                Ok::<_, ReconcileError>((server.name.to_string(), observed))
-            }
-        });
-        for result in futures::future::join_all(surveys).await {
-            match result {
-                Ok((server, observed)) => self.placements.learn(&server, &observed, None),
-                Err(error) => tracing::warn!("survey: {error}"),
-            }
-        }
-    }
-
     fn backoff_failed(&self, site: &str) -> Duration {
         let mut backoffs = self.backoffs.lock().unwrap_or_else(|e| e.into_inner());
         backoffs
@@ -119,33 +95,6 @@ impl Daemon {
         backoffs.remove(site);
     }
 
-    /// Keeps a site's status in the store and the metrics; a store failure is logged.
-    async fn keep(&self, status: &SiteStatus) {
-        if !self.still_holds(&status.site) {
-            return;
-        }
-        self.metrics.site(status);
-        if let Err(error) = self.store.update_site(status).await {
-            tracing::warn!(site = %status.site, "the state store was not updated: {}", error_text(&error));
-        }
-    }
-
-    async fn keep_conditions(&self, site: &str, conditions: &[Condition]) {
-        if !self.still_holds(site) {
-            return;
-        }
-        if let Err(error) = self.store.update_conditions(site, conditions).await {
-            tracing::warn!(
-                site,
-                "the state store was not updated: {}",
-                error_text(&error)
-            );
-        }
-        if let Ok(Some(status)) = self.store.site_status(site).await {
-            self.metrics.site(&status);
-        }
-    }
-
     /// Shares the sites with other daemons through `leases`: every lock carries the site's
     /// fence and every step is guarded by it.
     pub fn with_leases(mut self, leases: Arc<super::leases::Leases>) -> Self {
@@ -153,50 +102,9 @@ impl Daemon {
         self
     }
 
-    /// Whether this daemon may still speak for `site` (always, without leases): a run that
-    /// outlived its lease leaves the site's status and history to the daemon holding it now.
-    fn still_holds(&self, site: &str) -> bool {
-        let holds = self.owner.fence(site).is_ok();
-        if !holds {
-            tracing::info!(
-                site,
-                "the site's lease is gone: its status is left to its holder"
-            );
-        }
-        holds
-    }
-
-    /// Whether `site`'s lease is new to this daemon since its last run of the site.
-    fn taken_over(&self, site: &str) -> bool {
-        let Ok(Some(fence)) = self.owner.fence(site) else {
-            return false;
-        };
-        let mut seen = self.fences_seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.insert(site.to_owned(), fence) != Some(fence)
-    }
-
     /// The identity of this daemon's runs (its locks' token).
     pub fn owner(&self) -> &LockOwner {
         &self.owner
-    }
-
-    /// The site is named by no spec any more: its status says so, its series go.
-    async fn forget(&self, site: &str) {
-        let condition = Condition::new(
-            ConditionType::Orphaned,
-            true,
-            "NoSpec",
-            "no spec names this site any more; the daemon leaves it as it is (`siteward apply --prune` removes it)",
-        );
-        if let Err(error) = self.store.update_conditions(site, &[condition]).await {
-            tracing::warn!(
-                site,
-                "the state store was not updated: {}",
-                error_text(&error)
-            );
-        }
-        self.metrics.forget_site(site);
-        self.backoff_reset(site);
     }
 
     async fn reconcile_site(&self, start: &Start) -> Result<Action, ReconcileError> {
@@ -306,84 +214,6 @@ impl Daemon {
         }
     }
 
-    /// Connects to the site's servers and observes the site on each, in one probe each.
-    async fn observe(
-        &self,
-        snapshot: &Snapshot,
-        site: &Site,
-        secrets: &ResolvedSecrets,
-        everywhere: bool,
-    ) -> Result<
-        (
-            BTreeMap<String, SshSession>,
-            BTreeMap<String, ObservedServer>,
-        ),
-        ReconcileError,
-    > {
-        let mut sessions = BTreeMap::new();
-        let mut observed = BTreeMap::new();
-        let placed_on = site.spec.server.as_str();
-        let mut servers = self.placements.servers_of(site.name.as_str(), placed_on);
-        if everywhere {
-            servers.extend(
-                snapshot
-                    .loaded
-                    .servers
-                    .iter()
-                    .map(|s| s.item.name.to_string()),
-            );
-        }
-        let known = self.placements.servers_of(site.name.as_str(), placed_on);
-        for name in servers {
-            let Some(server) = snapshot.server(&name) else {
-                continue;
-            };
-            // A server looked at only to find the site (not its own, not where it is known to
-            // be) that cannot be reached is skipped.
-            let optional = !known.contains(&name);
-            let session = match self.connections.get(server).await {
-                Ok(session) => session,
-                Err(error) if optional => {
-                    tracing::warn!(site = %site.name, server = %name, "not looked at: {error}");
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            };
-            // The site's health on its own server only (a source is not checked).
-            let health = name == placed_on;
-            let request = observe::ProbeRequest {
-                only_requested: true,
-                ..observe::connect::probe_request_for(&snapshot.loaded, &name, &[site], health)
-            };
-            let answer = observe::connect::observe(server, &session, &request, secrets).await;
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(error) if optional => {
-                    tracing::warn!(site = %site.name, server = %name, "not looked at: {}", error_text(&error));
-                    continue;
-                }
-                Err(error) => {
-                    self.connections.count_error(&name);
-                    if session.is_closed() {
-                        self.connections.forget(&name).await;
-                    }
-                    return Err(ReconcileError::Observe {
-                        server: name,
-                        reason: error_text(&error),
-                    });
-                }
-            };
-            self.placements
-                .learn(&name, &answer, Some(site.name.as_str()));
-            if optional && !answer.sites.contains_key(site.name.as_str()) {
-                continue;
-            }
-            sessions.insert(name.clone(), session);
-            observed.insert(name, answer);
-        }
-        Ok((sessions, observed))
-    }
-
     /// Applies the site's plan, or runs its migration, with `Progressing` kept meanwhile.
     async fn apply(&self, run: &Run<'_>, site_plan: &SitePlan) -> SiteOutcome {
         let what = match &site_plan.migration {
@@ -446,96 +276,6 @@ impl Daemon {
             }
         }
     }
-
-    /// Keeps the run in the store's history, as `siteward apply` does.
-    async fn record(
-        &self,
-        plan: &crate::plan::Plan,
-        outcome: &SiteOutcome,
-        secrets: &ResolvedSecrets,
-    ) {
-        if !self.still_holds(&outcome.site) {
-            return;
-        }
-        let summary = secrets.scrub(&render::summary(plan));
-        let plan_json = secrets.scrub(&render::json(plan));
-        let run = NewRun {
-            kind: "watch",
-            spec_hash: &plan.spec_hash,
-            observed_fingerprint: &plan.observed_fingerprint,
-            outcome: if outcome.ok { "applied" } else { "failed" },
-            summary: &summary,
-            plan_json: &plan_json,
-        };
-        let steps_json = secrets.scrub(&serde_json::to_string(&outcome.steps).unwrap_or_default());
-        let error = outcome.error.as_deref().map(|e| secrets.scrub(e));
-        let migration_json = outcome
-            .migration
-            .as_ref()
-            .and_then(|m| serde_json::to_string(m).ok())
-            .map(|json| secrets.scrub(&json));
-        let recorded = async {
-            let run_id = self.store.record_run(&run).await?;
-            let site_run = NewSiteRun {
-                site: &outcome.site,
-                server: &outcome.server,
-                ok: outcome.ok,
-                millis: outcome.millis as i64,
-                error: error.as_deref(),
-                steps_json: &steps_json,
-                migration_json: migration_json.as_deref(),
-            };
-            self.store.record_site_run(run_id, &site_run).await
-        };
-        if let Err(error) = recorded.await {
-            tracing::warn!(site = %outcome.site, "the run was not recorded: {}", error_text(&error));
-        }
-    }
-
-    /// The conditions an error leaves: unreachable, not planned, secrets missing.
-    async fn keep_error(&self, start: &Start, error: &ReconcileError) {
-        let message = error.to_string();
-        let conditions = match error {
-            ReconcileError::Connect(_) | ReconcileError::Observe { .. } => vec![
-                Condition::new(
-                    ConditionType::Unreachable,
-                    true,
-                    "ServerUnreachable",
-                    message.clone(),
-                ),
-                Condition::unknown(ConditionType::Ready, "ServerUnreachable", message),
-            ],
-            ReconcileError::Secrets(_) => vec![
-                Condition::new(
-                    ConditionType::Degraded,
-                    true,
-                    "SecretMissing",
-                    message.clone(),
-                ),
-                Condition::new(ConditionType::Ready, false, "SecretMissing", message),
-            ],
-            ReconcileError::Blocked(_)
-            | ReconcileError::Apply(_)
-            | ReconcileError::WorkerFailing(_) => {
-                return;
-            }
-        };
-        let snapshot = self.specs.current();
-        let hash = snapshot
-            .site_hashes
-            .get(&start.site)
-            .cloned()
-            .unwrap_or_default();
-        let stamped: Vec<Condition> = conditions
-            .into_iter()
-            .map(|mut c| {
-                c.spec_hash = hash.clone();
-                c.git_revision = snapshot.revision.clone();
-                c
-            })
-            .collect();
-        self.keep_conditions(&start.site, &stamped).await;
-    }
 }
 
 /// What one reconcile observed and holds.
@@ -581,20 +321,6 @@ fn without_restarts(site_plan: &SitePlan) -> SitePlan {
     let mut plan = site_plan.clone();
     plan.changes.retain(|change| !change.restarts_failing);
     plan
-}
-
-/// The status after an apply, with what the plan knew and the apply does not: the commits
-/// (the wanted one is live after a successful apply) and, after a failure, the drift.
-fn carried_over(mut after: SiteStatus, planned: &SiteStatus, ok: bool) -> SiteStatus {
-    after.desired_commit = planned.desired_commit.clone();
-    after.deployed_commit = match ok {
-        true if !planned.desired_commit.is_empty() => planned.desired_commit.clone(),
-        _ => planned.deployed_commit.clone(),
-    };
-    if !ok {
-        after.drift = planned.drift.clone();
-    }
-    after
 }
 
 fn failed(site_plan: &SitePlan, why: &str) -> SiteOutcome {
