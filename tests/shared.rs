@@ -14,6 +14,7 @@ use anyhow::{Context, Result, ensure};
 use siteward::apply::lock::{self, LockOwner};
 use siteward::transport::quote::quote;
 use support::daemon::Watch;
+use support::git;
 use support::postgres::ThrowawayPostgres;
 use support::site::{APP_KEY, Shape, clean_site, site_spec};
 use support::{Fleet, Host, Workspace};
@@ -65,11 +66,16 @@ impl Team {
     }
 
     fn daemon(&self) -> Result<Watch> {
+        self.daemon_on(&self.workspace.specs_dir())
+    }
+
+    /// A daemon watching `specs` (a checkout of its own, say) with the team's store.
+    fn daemon_on(&self, specs: &std::path::Path) -> Result<Watch> {
         Watch::start_with_state(
             self.workspace.root(),
-            &self.workspace.specs_dir(),
+            specs,
             &self.postgres.url(),
-            &["--resync", "10m", "--lease", LEASE],
+            &["--resync", "10m", "--lease", LEASE, "--git-interval", "10m"],
             &self.env,
         )
     }
@@ -455,6 +461,62 @@ fn three_daemons_share_eight_sites_and_a_killed_ones_sites_are_taken_over() -> R
         .postgres
         .query("SELECT count(*) FROM site_leases l JOIN daemons d ON d.id = l.holder")?;
     ensure!(left == "0", "no lease of a stopped daemon is left: {left}");
+    Ok(())
+}
+
+#[test]
+fn a_webhook_to_one_daemon_has_the_holder_of_the_changed_site_apply_it() -> Result<()> {
+    let b = Fleet::host("t-share-b")?;
+    let mut team = Team::new(&[("b", &b)])?;
+    team.site(&b, "shhook", "b", "php artisan migrate --force", "")?;
+    let bare = git::publish(&team.workspace)?;
+    let checkouts = [
+        git::clone(&team.workspace, "checkout-1")?,
+        git::clone(&team.workspace, "checkout-2")?,
+    ];
+    let daemons = [
+        team.daemon_on(&checkouts[0])?,
+        team.daemon_on(&checkouts[1])?,
+    ];
+    let ids: Vec<String> = daemons.iter().map(daemon_id).collect::<Result<_>>()?;
+    // Ready, and held by the same daemon over more than a round (hand-overs are done).
+    let mut last = None;
+    daemons[0].wait_for("shhook Ready and settled", Duration::from_secs(180), |w| {
+        let holder = holders(w)?.get("shhook").cloned();
+        let settled = holder.is_some() && holder == last;
+        last = holder;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(settled && w.holds("shhook", "Ready"))
+    })?;
+    let holder = ids
+        .iter()
+        .position(|id| {
+            holders(&daemons[0])
+                .ok()
+                .and_then(|h| h.get("shhook").cloned())
+                == Some(id.clone())
+        })
+        .context("shhook's holder is a daemon")?;
+    let asked = &daemons[1 - holder];
+    git::push_edit(
+        &team.workspace,
+        &bare,
+        "sites/shhook.yaml",
+        "APP_NAME: shhook",
+        "APP_NAME: shhook-hooked",
+    )?;
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let signed = format!("X-Hub-Signature-256: sha256={}", git::hmac_hex(body));
+    let (code, answer) = asked.post("/hooks/git", &[&signed, "X-GitHub-Event: push"], body)?;
+    ensure!(code == 202, "{code} {answer}");
+    daemons[holder].wait_for(
+        "the holder applies the pushed commit",
+        Duration::from_secs(60),
+        |_| {
+            let env = b.read_file("/home/shhook/shhook.test/shared/.env")?;
+            Ok(env.lines().any(|l| l == "APP_NAME=shhook-hooked"))
+        },
+    )?;
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use support::daemon::{WEBHOOK_SECRET, Watch};
+use support::daemon::Watch;
+use support::git;
 use support::site::{APP_KEY, Shape, clean_site, site_spec};
 use support::{Fleet, Host, Workspace};
 
@@ -154,81 +155,13 @@ fn a_daemon_converges_sites_on_two_hosts_and_a_spec_edit_reconciles_only_that_si
 
 /// A bare repository holding `specs`, and a clone of it for the daemon to watch.
 fn specs_repository(specs: &Specs) -> Result<(PathBuf, PathBuf)> {
-    let root = specs.workspace.root();
-    let bare = root.join("specs.git");
-    let clone = root.join("checkout");
-    let git = |dir: &Path, args: &[&str]| -> Result<()> {
-        let output = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(dir)
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(())
-    };
-    git(root, &["init", "-q", "--bare", "specs.git"])?;
-    let specs_dir = specs.workspace.specs_dir();
-    git(&specs_dir, &["init", "-q"])?;
-    git(&specs_dir, &["add", "-A"])?;
-    git(&specs_dir, &["commit", "-q", "-m", "specs"])?;
-    git(
-        &specs_dir,
-        &["push", "-q", bare.to_str().unwrap(), "HEAD:main"],
-    )?;
-    git(
-        root,
-        &["clone", "-q", "--branch", "main", "specs.git", "checkout"],
-    )?;
-    Ok((bare, clone))
+    let bare = git::publish(&specs.workspace)?;
+    Ok((bare, git::clone(&specs.workspace, "checkout")?))
 }
 
 /// Commits `edit` (file, old, new) to the bare repository through the workspace's checkout.
 fn push_edit(specs: &Specs, bare: &Path, file: &str, old: &str, new: &str) -> Result<()> {
-    let dir = specs.workspace.specs_dir();
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path)?;
-    ensure!(text.contains(old), "{file} has no {old}");
-    std::fs::write(&path, text.replace(old, new))?;
-    for args in [
-        &["add", "-A"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            new,
-        ][..],
-        &["push", "-q", bare.to_str().unwrap(), "HEAD:main"][..],
-    ] {
-        let output = Command::new("git").args(args).current_dir(&dir).output()?;
-        ensure!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
-
-fn hmac_hex(body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    git::push_edit(&specs.workspace, bare, file, old, new)
 }
 
 #[test]
@@ -285,7 +218,7 @@ fn commits_pushed_to_the_specs_remote_are_applied_on_the_interval_and_on_a_signe
         env_line(&a, "wgit", "APP_NAME")? == "APP_NAME=wgit-fetched",
         "a refused hook changed nothing"
     );
-    let signed = format!("X-Hub-Signature-256: sha256={}", hmac_hex(body));
+    let signed = format!("X-Hub-Signature-256: sha256={}", git::hmac_hex(body));
     let (code, answer) = watch.post("/hooks/git", &[&signed, "X-GitHub-Event: push"], body)?;
     ensure!(code == 202, "{code} {answer}");
     watch.wait_for("the hooked commit applied", Duration::from_secs(30), |_| {

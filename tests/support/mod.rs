@@ -25,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod git;
 pub mod migration;
 pub mod postgres;
 pub mod site;
