@@ -41,6 +41,10 @@ record() {
   [ -z "$fence" ] || printf 'fence=%s\n' "$fence"
 }
 take() {
+  # The logs of steps and locks keep their last 1 MiB or so (one older file each).
+  for log in steps.log locks.log; do
+    if [ -f "$dir/$log" ] && [ "$(wc -c <"$dir/$log")" -ge 1048576 ]; then mv -f "$dir/$log" "$dir/$log.1"; fi
+  done
   tmp=$(mktemp "$dir/.lock.XXXXXX")
   record >"$tmp"
   mv -f "$tmp" "$lock"
