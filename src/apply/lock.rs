@@ -263,8 +263,14 @@ pub fn fenced(
     what: &str,
     command: &str,
 ) -> Result<String, QuoteError> {
+    // The script's comments are left out of every command line.
+    let guard: String = FENCE
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
     let script = format!(
-        "{FENCE}( eval \"$5\" ) 9>&-\nsw_fence_rc=$?\nrm -f \"$sw_fence_dir/running/$sw_fence_group.$$\"\nsw_fence_log end \"$2\" \"$3\" \"$4 rc=$sw_fence_rc\"\nexit $sw_fence_rc\n"
+        "{guard}( eval \"$5\" ) 9>&-\nsw_fence_rc=$?\nrm -f \"$sw_fence_dir/running/$sw_fence_group.$$\"\nsw_fence_log end \"$2\" \"$3\" \"$4 rc=$sw_fence_rc\"\nexit $sw_fence_rc\n"
     );
     Command::script(script)
         .args([site, &owner.token, &fence.to_string(), what, command])
