@@ -6,7 +6,7 @@ mod bundle;
 mod observe;
 mod plan;
 pub mod reconcile;
-mod record;
+pub(crate) mod record;
 mod rollback;
 mod schema;
 mod status;

@@ -65,24 +65,7 @@ pub fn apply_done(ctx: &Context, prepared: &Prepared, plan: &Plan, outcomes: &[S
         };
         let run_id = store.record_run(&run).await?;
         for outcome in &outcomes {
-            let steps_json =
-                scrub.scrub(&serde_json::to_string(&outcome.steps).unwrap_or_default());
-            let error = outcome.error.as_deref().map(|e| scrub.scrub(e));
-            let migration_json = outcome
-                .migration
-                .as_ref()
-                .and_then(|m| serde_json::to_string(m).ok())
-                .map(|json| scrub.scrub(&json));
-            let site_run = NewSiteRun {
-                site: &outcome.site,
-                server: &outcome.server,
-                ok: outcome.ok,
-                millis: outcome.millis as i64,
-                error: error.as_deref(),
-                steps_json: &steps_json,
-                migration_json: migration_json.as_deref(),
-            };
-            store.record_site_run(run_id, &site_run).await?;
+            record_site_outcome(&store, run_id, outcome, &scrub).await?;
         }
         for status in &statuses {
             store.update_site(&scrubbed(status, &scrub)).await?;
@@ -90,6 +73,33 @@ pub fn apply_done(ctx: &Context, prepared: &Prepared, plan: &Plan, outcomes: &[S
         Ok::<_, crate::store::StoreError>(())
     };
     run_quietly(work);
+}
+
+/// Records one site's part of run `run_id`: its steps, error and migration report, scrubbed of
+/// `secrets` (shared by `siteward apply` and the daemon).
+pub async fn record_site_outcome(
+    store: &StateStore,
+    run_id: i64,
+    outcome: &SiteOutcome,
+    secrets: &crate::spec::secret::ResolvedSecrets,
+) -> Result<(), crate::store::StoreError> {
+    let steps_json = secrets.scrub(&serde_json::to_string(&outcome.steps).unwrap_or_default());
+    let error = outcome.error.as_deref().map(|e| secrets.scrub(e));
+    let migration_json = outcome
+        .migration
+        .as_ref()
+        .and_then(|m| serde_json::to_string(m).ok())
+        .map(|json| secrets.scrub(&json));
+    let site_run = NewSiteRun {
+        site: &outcome.site,
+        server: &outcome.server,
+        ok: outcome.ok,
+        millis: outcome.millis as i64,
+        error: error.as_deref(),
+        steps_json: &steps_json,
+        migration_json: migration_json.as_deref(),
+    };
+    store.record_site_run(run_id, &site_run).await
 }
 
 /// The spec hash of each site the specs name.

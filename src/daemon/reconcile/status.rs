@@ -3,11 +3,12 @@
 
 use super::{Daemon, ReconcileError};
 use crate::apply::{SiteOutcome, error_text};
+use crate::commands::record::record_site_outcome;
 use crate::conditions::{Condition, ConditionType, SiteStatus};
 use crate::daemon::queue::Start;
 use crate::plan::render;
 use crate::spec::secret::ResolvedSecrets;
-use crate::store::{NewRun, NewSiteRun};
+use crate::store::NewRun;
 
 impl Daemon {
     /// Keeps a site's status in the store and the metrics; a store failure is logged.
@@ -89,25 +90,9 @@ impl Daemon {
             summary: &summary,
             plan_json: &plan_json,
         };
-        let steps_json = secrets.scrub(&serde_json::to_string(&outcome.steps).unwrap_or_default());
-        let error = outcome.error.as_deref().map(|e| secrets.scrub(e));
-        let migration_json = outcome
-            .migration
-            .as_ref()
-            .and_then(|m| serde_json::to_string(m).ok())
-            .map(|json| secrets.scrub(&json));
         let recorded = async {
             let run_id = self.store.record_run(&run).await?;
-            let site_run = NewSiteRun {
-                site: &outcome.site,
-                server: &outcome.server,
-                ok: outcome.ok,
-                millis: outcome.millis as i64,
-                error: error.as_deref(),
-                steps_json: &steps_json,
-                migration_json: migration_json.as_deref(),
-            };
-            self.store.record_site_run(run_id, &site_run).await
+            record_site_outcome(&self.store, run_id, outcome, secrets).await
         };
         if let Err(error) = recorded.await {
             tracing::warn!(site = %outcome.site, "the run was not recorded: {}", error_text(&error));
