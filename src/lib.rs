@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod conditions;
 pub mod daemon;
+pub mod discover;
 pub mod layout;
 pub mod migrate;
 pub mod observe;

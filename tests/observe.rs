@@ -122,6 +122,7 @@ impl Made {
             storage: vec!["storage/app/public".into()],
             source: None,
             health: None,
+            adopted: Vec::new(),
         }
     }
 
@@ -607,6 +608,7 @@ fn facts_from_the_injection_corpus_never_execute_on_the_server() -> Result<()> {
                 timeout_seconds: 2,
                 https: false,
             }),
+            adopted: vec![nasty.clone(), format!("/etc/nginx/{nasty}")],
         })
         .collect();
     let mut request = ProbeRequest {

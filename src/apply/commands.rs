@@ -2,7 +2,7 @@
 
 use super::sql;
 use crate::plan::step::{
-    DeployStep, Engine, EnvSource, Reload, RemoveSiteStep, RollbackStep, Step,
+    DeployStep, Engine, EnvSource, Reload, RemoveSiteStep, RollbackStep, Step, TakeOverStep,
 };
 use crate::spec::secret::{ResolvedSecrets, SecretRef};
 use crate::spec::server::{DatabaseAdmin, ServerSpec};
@@ -50,6 +50,11 @@ pub(super) const SUPERVISOR_UPDATE: &str = concat!(
     include_str!("scripts/reload.sh"),
     include_str!("scripts/supervisor.sh"),
     include_str!("scripts/supervisor_update.sh")
+);
+const TAKE_OVER: &str = concat!(
+    include_str!("scripts/reload.sh"),
+    include_str!("scripts/supervisor.sh"),
+    include_str!("scripts/take_over.sh")
 );
 const WRITE_RECORD: &str = include_str!("scripts/write_record.sh");
 const REMOVE_SITE: &str = concat!(
@@ -132,6 +137,43 @@ impl StepContext<'_> {
             stream: false,
         }])
     }
+}
+
+/// The takeover script and its records on stdin (the new file's content in base64).
+fn take_over_command(take: &TakeOverStep) -> Result<Vec<RemoteCommand>, CommandError> {
+    use base64::Engine as _;
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let mut stdin = String::new();
+    if let Some(write) = &take.write {
+        stdin.push_str(&format!(
+            "write\t{}\t{}\t{}\t{:o}\t{}\n",
+            write.path,
+            write.owner,
+            write.group,
+            write.mode,
+            encode(&write.content)
+        ));
+    }
+    for path in &take.remove {
+        stdin.push_str(&format!("remove\t{path}\n"));
+    }
+    for (file, line) in &take.lines {
+        stdin.push_str(&format!("line\t{file}\t{}\n", encode(line)));
+    }
+    let [reload, php] = reload_args(&take.reload);
+    let mut old: Vec<&str> = take.remove.iter().map(String::as_str).collect();
+    old.extend(take.lines.iter().map(|(file, _)| file.as_str()));
+    simple(
+        TAKE_OVER,
+        vec![
+            take.site.clone(),
+            reload,
+            php,
+            take.join.clone().unwrap_or_default(),
+        ],
+        stdin.into_bytes(),
+        format!("take over from {}", old.join(", ")),
+    )
 }
 
 fn reload_args(reload: &Reload) -> [String; 2] {
@@ -339,6 +381,7 @@ pub fn commands(step: &Step, ctx: &StepContext) -> Result<Vec<RemoteCommand>, Co
             )
         }
         Step::RemoveSite(remove) => remove_site_commands(remove, ctx),
+        Step::TakeOver(take) => take_over_command(take),
     }
 }
 

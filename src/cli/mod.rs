@@ -359,13 +359,22 @@ pub struct RollbackArgs {
 /// `siteward discover`.
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
-    /// The server to read.
+    /// The server to read: a Server document in `--specs`.
     pub server: String,
     #[command(flatten)]
     pub specs: SpecPaths,
-    /// Directory the new specs are written to.
+    /// Directory the new specs are written to (created; no file in it is ever overwritten).
     #[arg(long, default_value = "specs/discovered")]
     pub out: PathBuf,
+    /// Only these sites (their names as discovery gives them: the domain with `-` for `.`).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Record the host key of a server not yet in known_hosts.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod apply;
 mod backup;
 mod bundle;
+mod discover;
 mod observe;
 mod plan;
 pub mod reconcile;
@@ -24,7 +25,8 @@ pub enum Exit {
     Success = 0,
     /// An error, or invalid specs, or a stale schema.
     Failure = 1,
-    /// `plan --detailed-exitcode`: something would change.
+    /// `plan --detailed-exitcode`: something would change; `discover`: some site has things
+    /// its spec cannot express.
     Changes = 2,
     /// The command line itself was wrong.
     Usage = 64,
@@ -93,20 +95,13 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Report(args) => status::report(ctx, args),
         Command::Observe(args) => observe::run(ctx, args),
         Command::Rollback(args) => rollback::run(ctx, args),
-        Command::Discover(_) => not_built("discover", "discovery arrives after observation"),
+        Command::Discover(args) => discover::run(ctx, args),
         Command::Backup(args) => backup::backup(ctx, args),
         Command::Backups(args) => backup::backups(ctx, args),
         Command::Restore(args) => backup::restore(ctx, args),
         Command::Export(args) => bundle::export(ctx, args),
         Command::Import(args) => bundle::import(ctx, args),
     }
-}
-
-fn not_built(verb: &str, when: &str) -> anyhow::Result<Exit> {
-    Err(hinted(
-        format!("`siteward {verb}` is not available in this release yet"),
-        format!("{when}; see CHANGELOG.md. `siteward validate` checks specs today"),
-    ))
 }
 
 /// Colours text for a stream when colour is on.

@@ -285,7 +285,21 @@ fn site_probe(site: &Site) -> SiteProbe {
             Some((source.repository.clone(), reference))
         }),
         health: None,
+        adopted: adopted_paths(site),
     }
+}
+
+/// The files the site's `adopt` section names, each once.
+fn adopted_paths(site: &Site) -> Vec<String> {
+    let mut paths: Vec<String> = site
+        .spec
+        .adopt
+        .iter()
+        .flat_map(|adopt| adopt.paths().map(|(_, path)| path.to_owned()))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// Every storage directory the site needs (defaults included) and each of its parents,

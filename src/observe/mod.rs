@@ -49,6 +49,9 @@ pub struct SiteProbe {
     /// The health check to make now, when asked (the daemon's resyncs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthProbe>,
+    /// Files the site's `adopt` section takes over: observed as the site's while they exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<String>,
 }
 
 /// A site's health check, as the probe makes it.

@@ -160,6 +160,13 @@ pub fn render(request: &ProbeRequest, access: &ProbeAccess) -> Result<ProbeScrip
     script.push_str("sw_request() {\n");
     for site in &request.sites {
         let _ = writeln!(script, "  {}", site_call(site)?);
+        if !site.adopted.is_empty() {
+            let call = Command::new("sw_adopted")
+                .arg(&site.name)
+                .args(site.adopted.iter().cloned())
+                .render()?;
+            let _ = writeln!(script, "  {call}");
+        }
     }
     script.push_str("  :\n}\n");
     script.push_str(PROBE_SCRIPT);

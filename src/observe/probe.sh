@@ -152,6 +152,22 @@ sw_site() {
   [ -z "${11:-}" ] || sw_health "$1" "$3" "${11}" "${12}" "${13}" "${14}" "${15:-http}"
 }
 
+# sw_adopted SITE PATH...: the files a site's `adopt` section takes over (checked against the
+# places such files live), observed as the site's managed files while they exist.
+sw_adopted() {
+  sw_text "$1"
+  sw_as=$sw_t
+  shift
+  for sw_af in "$@"; do
+    case $sw_af in *..* | *"$sw_tab"* | *"$sw_nl"* | *\\*) continue ;; esac
+    case $sw_af in /etc/nginx/?* | /etc/php/*/fpm/pool.d/?* | /etc/supervisor/conf.d/?* | /etc/crontab | /etc/cron.d/?* | /var/spool/cron/crontabs/?*) ;; *) continue ;; esac
+    [ -e "$sw_af" ] || [ -L "$sw_af" ] || continue
+    sw_managed "$sw_af"
+    sw_text "$sw_af"
+    sw_rec adopted "$sw_as" "$sw_t"
+  done
+}
+
 # sw_health SITE DOMAIN PATH STATUS BODY TIMEOUT SCHEME: the site's health check through the
 # server's own nginx with the site's Host header (over HTTPS with SNI for sites with TLS; the
 # certificate is not what it checks), in the background (its answer: sw_health_results).
@@ -342,11 +358,15 @@ sw_releases() {
   done
 }
 
-# The live commit: the current release's revision file, else the in-place checkout's git state
+# The live commit: the current release's revision file (siteward's, or Deployer's REVISION), else
+# the in-place checkout's git state
 # (git runs as the site user: never as root inside a directory its user controls).
 sw_live() {
   if sw_plain "$sw_root" "$sw_root/current/.siteward-revision"; then
     sw_final kind=live "site=$sw_sn" "$sw_root/current/.siteward-revision"
+  elif sw_plain "$sw_root" "$sw_root/current/REVISION"; then
+    # A release Deployer made (adopted): its REVISION file names the commit.
+    sw_final kind=live "site=$sw_sn" "$sw_root/current/REVISION"
   elif [ -d "$sw_root/.git" ] && ! [ -L "$sw_root" ] && ! [ -L "$sw_root/.git" ]; then
     runuser -u "$sw_user" -- sh -c 'cd "$1" || exit; git rev-parse HEAD --abbrev-ref HEAD; echo --; git config --get remote.origin.url' \
       sh "$sw_root" >"$sw_tmp/git.$sw_sn" 2>/dev/null

@@ -94,6 +94,47 @@ pub enum Step {
     },
     /// Remove a whole site that no spec names any more (`apply --prune`).
     RemoveSite(Box<RemoveSiteStep>),
+    /// Take a site's files over from its previous setup (the spec's `adopt`): siteward's file
+    /// written, the old files removed and the old crontab lines dropped in one switch, then the
+    /// service tested and reloaded; a failing test puts the old files back.
+    TakeOver(Box<TakeOverStep>),
+}
+
+/// What one takeover switches.
+///
+/// # Guarantees
+/// Old files that are gone already are skipped and lines no longer there are not dropped
+/// again, so a re-run after a crash finishes the switch; the old files are kept under the
+/// site's record (`adopted/`), never lost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TakeOverStep {
+    pub site: String,
+    /// siteward's own file that replaces them, when it is not in place yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<TakeOverWrite>,
+    /// Old files, removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    /// `(file, line)`: old entries dropped from files that hold others too (crontabs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<(String, String)>,
+    pub reload: Reload,
+    /// The site user's group, which the web server joins before it reloads (an adopted site
+    /// whose directories siteward then closes to others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+}
+
+/// A file a takeover writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TakeOverWrite {
+    pub path: String,
+    pub content: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
 }
 
 /// An ACME certificate issued by certbot in webroot mode (never its nginx installer), lineage

@@ -1,5 +1,6 @@
 //! Resources: one module per kind, each holding its desired state, its diff and its steps.
 
+pub mod adopt;
 pub mod certificate;
 pub mod code;
 pub mod database;
@@ -60,6 +61,7 @@ pub fn site_changes(
     changes.extend(code::diff(desired, observed));
     changes.extend(jobs::diff_cron(desired, observed));
     changes.extend(jobs::diff_workers(desired, observed));
+    adopt::take_over(desired, observed, &mut changes);
     changes.push(record::diff(desired, observed, server, spec_hash));
     changes
 }

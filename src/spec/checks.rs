@@ -182,6 +182,7 @@ fn check_site(site: &Located<Site>, servers: &[&str], loaded: &Loaded, out: &mut
     );
     check_source(site, out);
     check_jobs(site, out);
+    check_adopt(site, out);
     for (index, path) in spec.storage.iter().enumerate() {
         let index = index.to_string();
         check_relative_path_field(site, &["spec", "storage", &index], Some(path), out);
@@ -558,6 +559,52 @@ fn check_secret<T>(
     if let Err(problem) = reference.source() {
         out.push(error(located, pointer, false, problem.to_string())
             .hint("write `{secret: env:NAME}` or `{secret: file:PATH}`; the value itself never goes in a spec"));
+    }
+}
+
+/// The files `adopt` takes over must be where their kind lives: a spec cannot make an apply
+/// remove any other file.
+fn check_adopt(site: &Located<Site>, out: &mut Vec<Diagnostic>) {
+    use super::adopt::{AdoptKind, path_problem};
+    let Some(adopt) = &site.item.spec.adopt else {
+        return;
+    };
+    let lists: [(&str, AdoptKind, Vec<&str>); 4] = [
+        (
+            "vhosts",
+            AdoptKind::Vhost,
+            adopt.vhosts.iter().map(String::as_str).collect(),
+        ),
+        (
+            "pools",
+            AdoptKind::Pool,
+            adopt.pools.iter().map(String::as_str).collect(),
+        ),
+        (
+            "programs",
+            AdoptKind::Program,
+            adopt.programs.iter().map(String::as_str).collect(),
+        ),
+        (
+            "crons",
+            AdoptKind::Cron,
+            adopt.crons.iter().map(|c| c.file.as_str()).collect(),
+        ),
+    ];
+    for (field, kind, paths) in lists {
+        for (index, path) in paths.into_iter().enumerate() {
+            let Some(message) = path_problem(kind, path) else {
+                continue;
+            };
+            let index = index.to_string();
+            let mut pointer = vec!["spec", "adopt", field, index.as_str()];
+            if kind == AdoptKind::Cron {
+                pointer.push("file");
+            }
+            out.push(error(site, &pointer, false, message).hint(
+                "`siteward discover` writes this section; list only the files that served this site",
+            ));
+        }
     }
 }
 

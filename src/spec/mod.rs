@@ -1,5 +1,6 @@
 //! The desired state: spec types, loading, validation and secret references.
 
+pub mod adopt;
 pub mod backup;
 pub mod checks;
 pub mod diagnostic;

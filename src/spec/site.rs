@@ -70,6 +70,10 @@ pub struct SiteSpec {
     /// HTTPS: a certificate from ACME or from secrets, the redirect and HSTS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<super::tls::TlsSpec>,
+    /// What the first apply takes over from the site's previous setup (`siteward discover`
+    /// writes it): their files go in the step that installs siteward's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<super::adopt::Adopt>,
 }
 
 /// The kind of application.

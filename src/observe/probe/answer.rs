@@ -55,6 +55,8 @@ pub(super) struct Answer {
     pub hashes: BTreeMap<String, String>,
     /// Managed files written or removed that their service has not loaded since.
     pub unloaded: Vec<String>,
+    /// `(site, path)` of the files sites' `adopt` sections name that exist.
+    pub adopted: Vec<(String, String)>,
     /// Paths whose contents are in `blob`, a gzipped tar archive.
     pub contents: Vec<String>,
     pub blob: Vec<u8>,
@@ -176,6 +178,7 @@ impl Answer {
             "source" => _ = self.sources.insert(f.token()?.to_owned(), f.text()?),
             "ref" => self.reference(f)?,
             "crontab" => _ = self.crontabs.insert(f.text()?, f.number()?),
+            "adopted" => self.adopted.push((f.text()?, f.text()?)),
             other => return Err(f.error(format!("unknown record `{other}`"))),
         }
         Ok(())

@@ -131,6 +131,7 @@ fn facts_to_probe(facts: &BTreeMap<String, String>) -> Option<SiteProbe> {
         storage: list("storage"),
         source: None,
         health: None,
+        adopted: Vec::new(),
     })
 }
 
@@ -534,6 +535,29 @@ fn files_problem(path: &str, why: &str) -> ObservedProblem {
     }
 }
 
+/// The files sites' `adopt` sections name, to those sites while they exist (a link too: an
+/// enabled vhost is one).
+fn attach_adopted(
+    server: &mut ObservedServer,
+    answer: &Answer,
+    contents: &mut BTreeMap<String, String>,
+) {
+    for (site, path) in &answer.adopted {
+        let (Some(stat), Some(observed)) = (answer.stats.get(path), server.sites.get_mut(site))
+        else {
+            continue;
+        };
+        let file = ObservedFile {
+            sha256: answer.hashes.get(path).cloned().unwrap_or_default(),
+            owner: stat.owner.clone(),
+            group: stat.group.clone(),
+            mode: stat.mode,
+            content: contents.get(path).cloned(),
+        };
+        observed.files.entry(path.clone()).or_insert(file);
+    }
+}
+
 /// Managed files (vhost, pools, cron file, supervisor programs) and `.env` files, to their sites.
 fn attach_files(
     server: &mut ObservedServer,
@@ -567,6 +591,7 @@ fn attach_files(
             observed.files.insert(path.clone(), file);
         }
     }
+    attach_adopted(server, answer, &mut contents);
     // The TLS snippet is every site's: each HTTPS vhost includes it.
     if let Some(file) = shared_snippet(answer, &contents) {
         for observed in server.sites.values_mut() {

@@ -23,6 +23,7 @@ fn shop() -> SiteProbe {
         storage: vec!["storage/app/public".into()],
         source: None,
         health: None,
+        adopted: Vec::new(),
     }
 }
 
