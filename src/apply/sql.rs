@@ -107,22 +107,31 @@ pub fn ensure_user(
     }
 }
 
+/// The hosts of a site's MariaDB/MySQL accounts: the socket (`localhost`) and TCP on the
+/// loopback (`127.0.0.1`, which a server with `skip_name_resolve` does not call `localhost`;
+/// Laravel's default `DB_HOST`).
+const MYSQL_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+
 fn mysql_ensure_user(database: &str, name: &str, password: &str, privileges: &[String]) -> String {
-    let account = format!("'{name}'@'localhost'");
     let hash = mysql_native_hash(password);
     let wanted = if privileges.iter().any(|p| p == "ALL") {
         "ALL PRIVILEGES".to_owned()
     } else {
         privileges.join(", ")
     };
-    format!(
-        "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY PASSWORD '{hash}';\n\
-         ALTER USER {account} IDENTIFIED BY PASSWORD '{hash}';\n\
-         GRANT USAGE ON `{database}`.* TO {account};\n\
-         GRANT SELECT ON `{database}`.* TO {account};\n\
-         REVOKE ALL PRIVILEGES ON `{database}`.* FROM {account};\n\
-         GRANT {wanted} ON `{database}`.* TO {account};\n"
-    )
+    let mut sql = String::new();
+    for host in MYSQL_HOSTS {
+        let account = format!("'{name}'@'{host}'");
+        sql.push_str(&format!(
+            "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY PASSWORD '{hash}';\n\
+             ALTER USER {account} IDENTIFIED BY PASSWORD '{hash}';\n\
+             GRANT USAGE ON `{database}`.* TO {account};\n\
+             GRANT SELECT ON `{database}`.* TO {account};\n\
+             REVOKE ALL PRIVILEGES ON `{database}`.* FROM {account};\n\
+             GRANT {wanted} ON `{database}`.* TO {account};\n"
+        ));
+    }
+    sql
 }
 
 fn postgres_ensure_user(
@@ -170,7 +179,10 @@ fn postgres_ensure_user(
 /// Drops a user.
 pub fn drop_user(engine: Engine, name: &str) -> String {
     match engine {
-        Engine::Mysql => format!("DROP USER IF EXISTS '{name}'@'localhost';\n"),
+        Engine::Mysql => MYSQL_HOSTS
+            .iter()
+            .map(|host| format!("DROP USER IF EXISTS '{name}'@'{host}';\n"))
+            .collect(),
         Engine::Postgres => format!(
             "SELECT 'REASSIGN OWNED BY \"{name}\" TO CURRENT_USER' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}')\\gexec\n\
              SELECT 'DROP OWNED BY \"{name}\"' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}')\\gexec\n\

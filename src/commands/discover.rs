@@ -28,7 +28,8 @@ pub fn run(_ctx: &Context, args: DiscoverArgs) -> anyhow::Result<Exit> {
         .build()
         .context("failed to start the async runtime")?;
     let answer = runtime.block_on(probe(&server, args.accept_new_host_keys))?;
-    let mut discovery = sites::discover(server.name.as_str(), &answer, &args.sites);
+    let mut discovery = sites::discover(server.name.as_str(), &answer);
+    keep_only(&mut discovery, &args.sites)?;
     drop_managed(&mut discovery, &loaded);
     let schema = schema_path(&args.out);
     let files = output::files(&discovery, &server, &php_versions(&answer), &schema);
@@ -107,6 +108,38 @@ fn php_versions(answer: &answer::Answer) -> Vec<String> {
         .filter_map(|dir| dir.strip_prefix("/etc/php/"))
         .map(str::to_owned)
         .collect()
+}
+
+/// The sites `--site` names (all when none), or an error naming those not found.
+fn keep_only(discovery: &mut Discovery, only: &[String]) -> anyhow::Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<&str> = discovery.sites.iter().map(|s| s.name.as_str()).collect();
+    let missing: Vec<&str> = only
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !found.contains(n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "no site named {} on server `{}`",
+                missing.join(", "),
+                discovery.server
+            ),
+            format!(
+                "sites found there: {}",
+                if found.is_empty() {
+                    "none".to_owned()
+                } else {
+                    found.join(", ")
+                }
+            ),
+        ));
+    }
+    discovery.sites.retain(|s| only.contains(&s.name));
+    Ok(())
 }
 
 /// Sites whose domain a spec already serves are siteward's: not written again.

@@ -102,6 +102,7 @@ fn rollback_plan(prepared: &super::reconcile::Prepared, name: &str) -> anyhow::R
         disposition: SiteDisposition::Reconcile,
         detect_only: false,
         blocked_by: Vec::new(),
+        warnings: Vec::new(),
         changes: vec![change],
         migration: None,
         restore: None,

@@ -480,6 +480,7 @@ mod tests {
             disposition: SiteDisposition::Reconcile,
             detect_only: false,
             blocked_by: Vec::new(),
+            warnings: Vec::new(),
             changes,
             migration: None,
             restore: None,

@@ -139,6 +139,7 @@ fn plan_site(site: &Site, inputs: &PlanInputs) -> SitePlan {
             && site.spec.drift_policy == DriftPolicy::Detect
             && observed.record.is_some(),
         blocked_by,
+        warnings: crate::resources::adopt::warnings(site, &changes),
         changes,
         migration,
         restore: None,
@@ -410,6 +411,7 @@ fn migration_source(server: &str, name: &str, moved_to: Option<&str>) -> SitePla
         disposition: SiteDisposition::Migration,
         detect_only: true,
         blocked_by: Vec::new(),
+        warnings: Vec::new(),
         changes: vec![change],
         migration: None,
         restore: None,
@@ -424,6 +426,7 @@ fn orphan(server: &str, name: &str, site: &ObservedSite, prune: bool) -> SitePla
         disposition: SiteDisposition::Orphaned,
         detect_only: !prune,
         blocked_by: Vec::new(),
+        warnings: Vec::new(),
         changes: vec![
             Change::new(
                 ResourceKind::Site,

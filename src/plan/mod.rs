@@ -163,6 +163,10 @@ pub struct SitePlan {
     /// What could not be observed: the site cannot be planned until it can.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_by: Vec<String>,
+    /// What the operator should know before applying (a panel that may still rewrite the
+    /// files an adoption takes over).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub changes: Vec<Change>,
     /// Set when the site moves here from another server.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -137,6 +137,13 @@ fn site_text(out: &mut String, site: &SitePlan, color: bool) {
             paint(color, "cannot plan:", Style::new().red())
         );
     }
+    for warning in &site.warnings {
+        let _ = writeln!(
+            out,
+            "  {} {warning}",
+            paint(color, "warning:", Style::new().yellow().bold())
+        );
+    }
     if let Some(migration) = &site.migration {
         for line in migration_lines(migration) {
             let _ = writeln!(out, "  {line}");
@@ -261,6 +268,9 @@ pub fn markdown(plan: &Plan) -> String {
         for reason in &site.blocked_by {
             let _ = writeln!(out, "**Cannot plan:** {reason}\n");
         }
+        for warning in &site.warnings {
+            let _ = writeln!(out, "**Warning:** {warning}\n");
+        }
         if let Some(migration) = &site.migration {
             for line in migration_lines(migration) {
                 let _ = writeln!(out, "- {line}");
@@ -335,6 +345,7 @@ mod tests {
                 disposition: SiteDisposition::Migration,
                 detect_only: false,
                 blocked_by,
+                warnings: Vec::new(),
                 changes: Vec::new(),
                 migration: Some(migration),
                 restore: None,

@@ -44,6 +44,9 @@ pub fn take_over(desired: &DesiredSite, observed: &ObservedSite, changes: &mut V
         if observed.user.is_some() {
             close_after_switch(desired, changes);
         }
+        if let Some(old) = old_socket(adopt, observed) {
+            bridge_pool_reload(desired, changes, &old);
+        }
     }
     pools(desired, observed, adopt, changes);
     let (files, lines) = cron_entries(adopt, observed);
@@ -61,6 +64,23 @@ pub fn take_over(desired: &DesiredSite, observed: &ObservedSite, changes: &mut V
         );
     }
     programs(desired, observed, adopt, changes);
+}
+
+/// While a takeover from a panel is pending: the panel may still rewrite what is taken over.
+pub fn warnings(site: &crate::spec::Site, changes: &[Change]) -> Vec<String> {
+    let Some(adopt) = &site.spec.adopt else {
+        return Vec::new();
+    };
+    let pending = changes
+        .iter()
+        .any(|c| c.steps.iter().any(|s| matches!(s, Step::TakeOver(_))));
+    if !pending || !adopt.from.is_panel() {
+        return Vec::new();
+    }
+    let panel = adopt.from.title();
+    vec![format!(
+        "{panel} may still manage this server: detach it first (remove the site, its daemons or workers and its scheduled jobs in {panel}, or the whole server, and its SSH key from authorized_keys), or it may rewrite the vhost, the crontab and the programs siteward takes over"
+    )]
 }
 
 /// Replaces the write of `path` in its change by a takeover that also removes `remove` and
@@ -136,6 +156,83 @@ fn close_after_switch(desired: &DesiredSite, changes: &mut Vec<Change>) {
     }
 }
 
+/// The FPM socket the old vhost files pass PHP to (their content, as observed).
+fn old_socket(adopt: &Adopt, observed: &ObservedSite) -> Option<String> {
+    adopt
+        .vhosts
+        .iter()
+        .filter_map(|path| observed.files.get(path)?.content.as_deref())
+        .find_map(|text| {
+            text.lines().find_map(|line| {
+                let rest = line.trim().strip_prefix("fastcgi_pass")?.trim();
+                let socket = rest.trim_end_matches(';').trim().strip_prefix("unix:")?;
+                (!socket.is_empty() && !socket.contains(char::is_whitespace))
+                    .then(|| socket.to_owned())
+            })
+        })
+}
+
+/// The first reload of PHP-FPM that loads siteward's pool is made by a master that may run
+/// without `process_control_timeout` (the stock setting): it kills the requests in flight on
+/// every pool, the site's old one too. So the vhost switch comes first, with siteward's vhost
+/// still passing PHP to the old socket and retrying once a request that the reload cut (nginx's
+/// `error_page 502`: the retry waits in the socket's backlog for the new master); then the pool
+/// and its reload; then the vhost on siteward's own socket.
+fn bridge_pool_reload(desired: &DesiredSite, changes: &mut Vec<Change>, old: &str) {
+    let pool = layout::pool_path(desired.php.unwrap_or_default(), desired.name);
+    let Some(pool_at) = changes.iter().position(|c| {
+        c.resource == ResourceKind::FpmPool && c.steps.iter().any(|s| writes(s, &pool))
+    }) else {
+        return;
+    };
+    let Some(vhost_at) = changes
+        .iter()
+        .position(|c| c.resource == ResourceKind::Vhost)
+    else {
+        return;
+    };
+    let socket = layout::fpm_socket(desired.name);
+    let mut final_write = None;
+    for step in &mut changes[vhost_at].steps {
+        if let Step::TakeOver(take) = step
+            && let Some(write) = take.write.as_mut()
+            && write
+                .content
+                .contains(&format!("fastcgi_pass unix:{socket};"))
+        {
+            final_write = Some(Step::WriteFile {
+                path: write.path.clone(),
+                content: write.content.clone(),
+                owner: write.owner.clone(),
+                group: write.group.clone(),
+                mode: write.mode,
+                reload: Reload::Nginx,
+            });
+            write.content = super::web::bridged_vhost(&write.content, &socket, old);
+        }
+    }
+    let Some(final_write) = final_write else {
+        return;
+    };
+    let pool_change = changes.remove(pool_at);
+    let after_vhost = changes
+        .iter()
+        .position(|c| c.resource == ResourceKind::Vhost)
+        .map_or(changes.len(), |i| i + 1);
+    let after_moved = changes[after_vhost..]
+        .iter()
+        .take_while(|c| matches!(c.resource, ResourceKind::User | ResourceKind::Directory))
+        .count();
+    let at = after_vhost + after_moved;
+    changes.insert(at, pool_change);
+    let path = layout::vhost_path(desired.name);
+    let reason = format!("passes PHP to siteward's pool ({socket}) once it runs");
+    changes.insert(
+        at + 1,
+        Change::new(ResourceKind::Vhost, path, Action::Update, reason).step(final_write),
+    );
+}
+
 fn writes(step: &Step, path: &str) -> bool {
     matches!(step, Step::WriteFile { path: p, .. } if p == path)
 }
@@ -194,11 +291,12 @@ fn cron_entries(adopt: &Adopt, observed: &ObservedSite) -> (Vec<String>, Vec<(St
     (files, lines)
 }
 
-/// Old pools go after the vhost switch (the vhost used them until then).
+/// Old pools go after the vhost no longer passes PHP to them.
 fn pools(desired: &DesiredSite, observed: &ObservedSite, adopt: &Adopt, changes: &mut Vec<Change>) {
+    // After the last vhost change: the one that passes PHP to siteward's pool.
     let at = changes
         .iter()
-        .position(|c| c.resource == ResourceKind::Vhost)
+        .rposition(|c| c.resource == ResourceKind::Vhost)
         .map_or(changes.len(), |i| i + 1);
     let mut added = 0;
     for path in adopt

@@ -34,6 +34,22 @@ pub fn pool_file(desired: &DesiredSite) -> Option<ManagedFile> {
     ))
 }
 
+/// The vhost `text` passing PHP to `old` instead of `socket`, and retrying once, after a pause
+/// in the socket's backlog, a request a PHP-FPM reload cut: the vhost of an adopted site while
+/// its first reload of PHP-FPM runs (`adopt::bridge_pool_reload`).
+pub fn bridged_vhost(text: &str, socket: &str, old: &str) -> String {
+    let pass = format!("fastcgi_pass unix:{socket};");
+    let bridged = format!("fastcgi_pass unix:{old};\n        error_page 502 = @siteward_retry;");
+    let retry = format!(
+        "    location @siteward_retry {{\n        fastcgi_pass unix:{old};\n        fastcgi_split_path_info ^(.+\\.php)(/.+)$;\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n        fastcgi_param DOCUMENT_ROOT $realpath_root;\n        fastcgi_hide_header X-Powered-By;\n    }}\n"
+    );
+    let replaced = text.replace(&pass, &bridged);
+    match replaced.rfind("\n}") {
+        Some(end) => format!("{}\n\n{retry}}}{}", &replaced[..end], &replaced[end + 2..]),
+        None => replaced,
+    }
+}
+
 /// Which vhost to render.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VhostForm {
@@ -149,6 +165,30 @@ pub fn diff_vhost(desired: &DesiredSite, observed: &ObservedSite) -> Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bridged_vhost_passes_php_to_the_old_socket_and_retries_once() {
+        let text = "server {\n    location ~ \\.php$ {\n        fastcgi_pass unix:/run/php/siteward-a.sock;\n    }\n}\n";
+        let bridged = bridged_vhost(text, "/run/php/siteward-a.sock", "/run/php/php8.2-fpm.sock");
+        assert!(!bridged.contains("siteward-a.sock"), "{bridged}");
+        assert_eq!(
+            bridged
+                .matches("fastcgi_pass unix:/run/php/php8.2-fpm.sock;")
+                .count(),
+            2,
+            "{bridged}"
+        );
+        assert!(
+            bridged.contains("error_page 502 = @siteward_retry;"),
+            "{bridged}"
+        );
+        assert!(bridged.ends_with("    }\n}\n"), "{bridged}");
+        assert_eq!(
+            bridged.matches('{').count(),
+            bridged.matches('}').count(),
+            "{bridged}"
+        );
+    }
     use crate::observe::ObservedFile;
     use crate::plan::{Action, Step};
     use crate::spec::site::Site;

@@ -31,7 +31,17 @@ fpm_ready() { # this file's pool listens (pools written meanwhile wait for their
     [ -S "$socket" ] || return 1
   done
 }
+# A master that runs without `process_control_timeout` (stock php-fpm.conf: 0) kills the requests
+# in flight when it reloads; siteward's pools set it, but it takes effect with the reload that
+# loads them. So a reload waits (up to 3 s) for a moment when no PHP-FPM socket has a request
+# in flight: an adopted site's first reload then cuts nothing.
+fpm_busy() { awk 'NR > 1 && $6 == "03" && $8 ~ /^\/(var\/)?run\/php\// { busy = 1 } END { exit !busy }' /proc/net/unix 2>/dev/null; }
+wait_fpm_idle() {
+  tries=0
+  while [ "$tries" -lt 300 ] && fpm_busy; do tries=$((tries + 1)); sleep 0.01; done
+}
 reload_fpm() { # waits (up to 10 s) until this pool listens
+  wait_fpm_idle
   if systemd; then systemctl reload "php$php-fpm"
   else
     pid=$(fpm_pid)
