@@ -375,15 +375,25 @@ fn every_spec_file_points_editors_at_the_schema() {
 }
 
 #[test]
-fn verbs_not_built_yet_answer_with_a_clear_error() {
-    let output = siteward(&["discover", "web-1"]);
+fn discover_names_the_servers_the_specs_have_when_asked_for_another() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("servers.yaml"),
+        "apiVersion: siteward.dev/v1\nkind: Server\nmetadata:\n  name: web-1\nspec:\n  address: 192.0.2.1\n",
+    )
+    .unwrap();
+    let specs = dir.path().to_str().unwrap();
+    let output = siteward(&["discover", "web-9", "--specs", specs]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.starts_with("error: `siteward discover` is not available"),
+        stderr.starts_with("error: no Server named `web-9`"),
         "{stderr}"
     );
-    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(
+        stderr.contains("hint: servers in the specs: web-1"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -381,3 +381,179 @@ fn programs(
             .push(Change::new(ResourceKind::Worker, "takeover", Action::Update, reason).step(take)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{ObservedFile, ObservedUser};
+    use crate::spec::secret::ResolvedSecrets;
+
+    const SPEC: &str = "apiVersion: siteward.dev/v1\nkind: Server\nmetadata: {name: a}\nspec: {address: 192.0.2.1, php: [\"8.2\"]}\n---\n\
+        apiVersion: siteward.dev/v1\nkind: Site\nmetadata: {name: shop}\n\
+        spec:\n  server: a\n  type: php\n  domain: shop.test\n  user: shop\n  php: \"8.2\"\n  webDirectory: public\n  deploy: {strategy: in-place}\n\
+        \x20 crons: [{name: tick, schedule: \"* * * * *\", command: php tick.php}]\n\
+        \x20 workers: [{name: queue, command: php work.php}]\n\
+        \x20 adopt:\n    from: forge\n    vhosts: [/etc/nginx/sites-enabled/shop.test]\n    pools: [/etc/php/8.2/fpm/pool.d/shop.conf]\n\
+        \x20   programs: [/etc/supervisor/conf.d/daemon-1.conf]\n    crons: [{file: /etc/crontab, line: \"* * * * * shop php /home/shop/shop.test/tick.php\"}]\n";
+
+    fn file(content: &str) -> ObservedFile {
+        ObservedFile {
+            sha256: String::new(),
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o644,
+            content: Some(content.to_owned()),
+        }
+    }
+
+    /// The site as its previous setup left it: the old files there, siteward's not yet.
+    fn before() -> ObservedSite {
+        let mut site = ObservedSite {
+            user: Some(ObservedUser {
+                name: "shop".into(),
+                uid: 1001,
+                gid: 1001,
+                home: "/home/shop".into(),
+                shell: "/bin/bash".into(),
+            }),
+            ..ObservedSite::default()
+        };
+        let files = [
+            (
+                "/etc/nginx/sites-enabled/shop.test",
+                "server {\n    fastcgi_pass unix:/run/php/shop.sock;\n}\n",
+            ),
+            (
+                "/etc/php/8.2/fpm/pool.d/shop.conf",
+                "[shop]\nlisten = /run/php/shop.sock\n",
+            ),
+            (
+                "/etc/supervisor/conf.d/daemon-1.conf",
+                "[program:daemon-1]\n",
+            ),
+            (
+                "/etc/crontab",
+                "SHELL=/bin/sh\n* * * * * shop php /home/shop/shop.test/tick.php\n",
+            ),
+        ];
+        for (path, content) in files {
+            site.files.insert(path.to_owned(), file(content));
+        }
+        site
+    }
+
+    fn changes(observed: &ObservedSite) -> Vec<Change> {
+        let site = crate::spec::first_site_of(SPEC);
+        let desired = DesiredSite::new(&site);
+        super::super::site_changes(&desired, observed, &ResolvedSecrets::default(), "a", "h", 0)
+    }
+
+    /// `(resource, op)` of every step, in order.
+    fn steps(changes: &[Change]) -> Vec<(ResourceKind, String)> {
+        changes
+            .iter()
+            .flat_map(|c| c.steps.iter().map(move |s| (c.resource, op(s))))
+            .collect()
+    }
+
+    fn op(step: &Step) -> String {
+        serde_json::to_value(step)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn position(steps: &[(ResourceKind, String)], resource: ResourceKind, op: &str) -> usize {
+        steps
+            .iter()
+            .position(|(r, o)| *r == resource && o == op)
+            .unwrap_or_else(|| panic!("no {op} of {resource:?} in {steps:?}"))
+    }
+
+    #[test]
+    fn the_takeover_bridges_the_first_fpm_reload_and_removes_the_old_pool_last() {
+        let changes = changes(&before());
+        let steps = steps(&changes);
+        let bridged = position(&steps, ResourceKind::Vhost, "takeOver");
+        let pool = position(&steps, ResourceKind::FpmPool, "writeFile");
+        let final_vhost = position(&steps, ResourceKind::Vhost, "writeFile");
+        let old_pool = position(&steps, ResourceKind::FpmPool, "takeOver");
+        assert!(
+            bridged < pool && pool < final_vhost && final_vhost < old_pool,
+            "{steps:?}"
+        );
+        let Some(Step::TakeOver(take)) = changes
+            .iter()
+            .flat_map(|c| &c.steps)
+            .find(|s| matches!(s, Step::TakeOver(t) if t.reload == Reload::Nginx))
+        else {
+            panic!("no vhost takeover");
+        };
+        let content = &take.write.as_ref().expect("siteward's vhost").content;
+        assert!(
+            content.contains("fastcgi_pass unix:/run/php/shop.sock;")
+                && content.contains("@siteward_retry"),
+            "{content}"
+        );
+        assert_eq!(take.remove, ["/etc/nginx/sites-enabled/shop.test"]);
+        assert_eq!(take.join.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn cron_lines_go_with_the_cron_file_and_old_programs_stop_before_siteward_starts_its_own() {
+        let changes = changes(&before());
+        let steps = steps(&changes);
+        let cron = changes
+            .iter()
+            .find(|c| c.resource == ResourceKind::Cron)
+            .expect("the cron change");
+        let Some(Step::TakeOver(take)) = cron.steps.first() else {
+            panic!("{:?}", cron.steps);
+        };
+        assert_eq!(
+            take.lines,
+            [(
+                "/etc/crontab".to_owned(),
+                "* * * * * shop php /home/shop/shop.test/tick.php".to_owned()
+            )]
+        );
+        assert!(
+            take.write
+                .as_ref()
+                .is_some_and(|w| w.path == "/etc/cron.d/siteward-shop")
+        );
+        let stop = position(&steps, ResourceKind::Worker, "takeOver");
+        let start = position(&steps, ResourceKind::Worker, "supervisorUpdate");
+        assert!(stop < start, "{steps:?}");
+    }
+
+    #[test]
+    fn once_the_old_files_are_gone_adopt_plans_nothing() {
+        let mut after = before();
+        after.files.clear();
+        let changes = changes(&after);
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.steps.iter().all(|s| !matches!(s, Step::TakeOver(_))))
+        );
+        let crontab_without_the_line = file("SHELL=/bin/sh\n");
+        let mut partly = before();
+        partly
+            .files
+            .insert("/etc/crontab".into(), crontab_without_the_line);
+        let cron = changes_of(&partly, ResourceKind::Cron);
+        assert!(
+            cron.iter().all(|s| !matches!(s, Step::TakeOver(_))),
+            "{cron:?}"
+        );
+    }
+
+    fn changes_of(observed: &ObservedSite, resource: ResourceKind) -> Vec<Step> {
+        changes(observed)
+            .into_iter()
+            .filter(|c| c.resource == resource)
+            .flat_map(|c| c.steps)
+            .collect()
+    }
+}
