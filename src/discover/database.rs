@@ -6,31 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Item;
 use super::answer::Answer;
+use crate::resources::database::MYSQL_ALL;
 use crate::spec::names::{DatabaseName, DatabaseUser};
 use crate::spec::secret::SecretRef;
 use crate::spec::site::{Database, DatabaseEngine, DatabaseUserSpec, Privilege};
-
-/// Every database-level privilege MariaDB lists for `GRANT ALL ON db.*`.
-const MYSQL_ALL: &[&str] = &[
-    "ALTER",
-    "ALTER ROUTINE",
-    "CREATE",
-    "CREATE ROUTINE",
-    "CREATE TEMPORARY TABLES",
-    "CREATE VIEW",
-    "DELETE",
-    "DROP",
-    "EVENT",
-    "EXECUTE",
-    "INDEX",
-    "INSERT",
-    "LOCK TABLES",
-    "REFERENCES",
-    "SELECT",
-    "SHOW VIEW",
-    "TRIGGER",
-    "UPDATE",
-];
 
 /// A database as its server lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use crate::spec::site::{Database, Privilege};
 use std::collections::BTreeSet;
 
 /// Every database-level privilege MariaDB lists for `GRANT ALL ON db.*`.
-const MYSQL_ALL: &[&str] = &[
+pub const MYSQL_ALL: &[&str] = &[
     "ALTER",
     "ALTER ROUTINE",
     "CREATE",
