@@ -552,6 +552,28 @@ fn a_forge_site_is_adopted_without_a_failed_request_and_then_migrates() -> Resul
         !crontab.contains("/home/forge/forged.test/"),
         "the old scheduler line is gone: {crontab}"
     );
+    let again = workspace.siteward(&["discover", "web-1", "--out", "again", "--format", "json"])?;
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).context("the report")?;
+    let rediscovered = report["sites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == "forged-test");
+    assert!(
+        !rediscovered,
+        "an adopted site is not discovered again: {}",
+        again.stdout
+    );
+    assert!(
+        report["items"].as_array().into_iter().flatten().any(|i| {
+            i["kind"] == "siteward-site"
+                && i["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("`forged-test`"))
+        }),
+        "the report says the site is siteward's now: {}",
+        again.stdout
+    );
     let kept = fixture
         .host
         .exec("ls /var/lib/siteward/sites/forged-test/adopted/*/")?;

@@ -84,6 +84,7 @@ impl ServerJobs {
         for program in &self.programs {
             let command = program.command.as_deref().unwrap_or_default();
             if !claimed.programs.contains(&program.at.file)
+                && !super::sites::is_siteward_file(&program.at.file)
                 && (command.contains("artisan") || command.contains("/home/"))
             {
                 out.push(Item { kind: "unclaimed-worker", message: format!("supervisor program `{}` (`{command}`) belongs to no site found on {server}", program.name), source: Some(format!("{}:{}", program.at.file, program.at.line)) });
@@ -92,6 +93,7 @@ impl ServerJobs {
         for at in &self.crons {
             let key = (at.file.clone(), at.entry.at.line);
             if !claimed.crons.contains(&key)
+                && !super::sites::is_siteward_file(&at.file)
                 && (at.entry.command.contains("artisan") || at.entry.command.contains("/home/"))
             {
                 out.push(Item {
@@ -154,7 +156,10 @@ fn workers(found: &mut Found, jobs: &ServerJobs, root: &str, user: &str, claimed
             .as_deref()
             .is_some_and(|d| mentions(d, root))
             || mentions(command, root);
-        if !in_root || claimed.programs.contains(&program.at.file) {
+        if !in_root
+            || claimed.programs.contains(&program.at.file)
+            || super::sites::is_siteward_file(&program.at.file)
+        {
             continue;
         }
         claimed.programs.insert(program.at.file.clone());
@@ -210,6 +215,7 @@ fn crons(found: &mut Found, jobs: &ServerJobs, root: &str, user: &str, claimed: 
     for at in &jobs.crons {
         if !mentions(&at.entry.command, root)
             || claimed.crons.contains(&(at.file.clone(), at.entry.at.line))
+            || super::sites::is_siteward_file(&at.file)
         {
             continue;
         }

@@ -100,9 +100,17 @@ impl Found {
     }
 }
 
+impl Item {
+    /// Items that say what discovery left out on purpose (sites siteward or the specs already
+    /// have), not something a spec cannot express.
+    pub fn is_notice(&self) -> bool {
+        matches!(self.kind, "siteward-site" | "already-managed")
+    }
+}
+
 impl Discovery {
     /// Whether every site round-trips: nothing found that its spec cannot express.
     pub fn round_trips(&self) -> bool {
-        self.items.is_empty() && self.sites.iter().all(|s| s.items.is_empty())
+        self.items.iter().all(Item::is_notice) && self.sites.iter().all(|s| s.items.is_empty())
     }
 }

@@ -60,6 +60,14 @@ pub fn discover(server: &str, answer: &Answer) -> Discovery {
     };
     let mut claimed = jobs::Claimed::default();
     for group in group_blocks(&parsed) {
+        if let Some(name) = siteward_site(&group) {
+            discovery.items.push(item(
+                "siteward-site",
+                format!("{} is site `{name}` of siteward already (its vhost is siteward's): not written again; its spec lives where it was applied from", group.root),
+                None,
+            ));
+            continue;
+        }
         if let Some(found) = build_site(&parsed, &group, &mut claimed) {
             discovery.sites.push(found);
         }
@@ -118,6 +126,20 @@ fn group_blocks<'a>(parsed: &'a Parsed<'_>) -> Vec<Group<'a>> {
             .push(block);
     }
     groups.into_values().collect()
+}
+
+/// The site a group's vhost says siteward manages (`/etc/nginx/conf.d/siteward-<site>.conf`).
+fn siteward_site(group: &Group<'_>) -> Option<String> {
+    group.blocks.iter().find_map(|block| {
+        let rest = block.at.file.strip_prefix("/etc/nginx/conf.d/siteward-")?;
+        rest.strip_suffix(".conf").map(str::to_owned)
+    })
+}
+
+/// Whether a file is one siteward writes (never listed for a takeover).
+pub fn is_siteward_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("siteward-")
 }
 
 /// The highest candidate directory above (or at) the web root that looks like a site.

@@ -148,7 +148,11 @@ impl Building<'_, '_> {
             .iter()
             .filter(|p| p.at.file == pool.at.file)
             .count();
-        if users.count() == 0 && same_file == 1 && !pool.at.file.ends_with("/www.conf") {
+        if users.count() == 0
+            && same_file == 1
+            && !pool.at.file.ends_with("/www.conf")
+            && !super::is_siteward_file(&pool.at.file)
+        {
             if let Some(adopt) = self.found.spec.adopt.as_mut() {
                 adopt.pools.push(pool.at.file.clone());
             }
@@ -248,7 +252,11 @@ impl Building<'_, '_> {
         let enabled_links = super::super::output::enabled_links(self.parsed.answer, &files);
         if let Some(adopt) = self.found.spec.adopt.as_mut() {
             adopt.from = self.found.panel;
-            adopt.vhosts = enabled_links.into_iter().chain(files).collect();
+            adopt.vhosts = enabled_links
+                .into_iter()
+                .chain(files)
+                .filter(|f| !super::is_siteward_file(f))
+                .collect();
         }
     }
 }
