@@ -422,20 +422,21 @@ pub fn report_text(discovery: &Discovery, out: &Path) -> String {
     if !discovery.items.is_empty() {
         let _ = writeln!(text, "\nserver-wide:");
         for item in &discovery.items {
-            let _ = writeln!(
-                text,
-                "  ! {} [{}]{}",
-                item.message,
-                item.kind,
-                item.source
-                    .as_ref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default()
-            );
+            item_line(&mut text, item);
         }
     }
     let _ = writeln!(text, "\nspecs written to {}", out.display());
     text
+}
+
+/// `  ! MESSAGE [KIND] (SOURCE)`.
+fn item_line(text: &mut String, item: &super::Item) {
+    let source = item
+        .source
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    let _ = writeln!(text, "  ! {} [{}]{source}", item.message, item.kind);
 }
 
 fn site_report(text: &mut String, site: &Found, out: &Path) {
@@ -454,16 +455,7 @@ fn site_report(text: &mut String, site: &Found, out: &Path) {
         );
     }
     for item in &site.items {
-        let _ = writeln!(
-            text,
-            "  ! {} [{}]{}",
-            item.message,
-            item.kind,
-            item.source
-                .as_ref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
-        );
+        item_line(text, item);
     }
     if site.items.is_empty() {
         let _ = writeln!(text, "  everything found is in the spec");

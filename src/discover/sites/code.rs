@@ -103,18 +103,18 @@ impl Building<'_, '_> {
                 );
             }
         };
-        self.found.fact(
-            "source",
-            format!(
-                "{url} {}",
-                source
-                    .branch
-                    .as_deref()
-                    .or(source.revision.as_deref())
-                    .unwrap_or_default()
-            ),
-            format!("{git}/config, {git}/HEAD"),
-        );
+        self.set_source(source, format!("{git}/config, {git}/HEAD"));
+    }
+
+    /// The spec's source, and the fact saying where it came from.
+    fn set_source(&mut self, source: Source, from: String) {
+        let reference = source
+            .branch
+            .as_deref()
+            .or(source.revision.as_deref())
+            .unwrap_or_default();
+        self.found
+            .fact("source", format!("{} {reference}", source.repository), from);
         self.found.spec.source = Some(source);
     }
 
@@ -164,19 +164,7 @@ impl Building<'_, '_> {
                 );
             }
         };
-        self.found.fact(
-            "source",
-            format!(
-                "{url} {}",
-                source
-                    .branch
-                    .as_deref()
-                    .or(source.revision.as_deref())
-                    .unwrap_or_default()
-            ),
-            format!("{dep}/repo/config, {dep}/releases_log"),
-        );
-        self.found.spec.source = Some(source);
+        self.set_source(source, format!("{dep}/repo/config, {dep}/releases_log"));
         if let Some(id) = self.facts.link("current") {
             self.found
                 .fact("live release", id, format!("{}/current", self.root));
