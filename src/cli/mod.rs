@@ -363,8 +363,9 @@ pub struct DiscoverArgs {
     pub server: String,
     #[command(flatten)]
     pub specs: SpecPaths,
-    /// Directory the new specs are written to (created; no file in it is ever overwritten).
-    #[arg(long, default_value = "specs/discovered")]
+    /// Directory the new specs are written to (created; no file in it is ever overwritten):
+    /// outside `--specs`, whose Server it repeats.
+    #[arg(long, default_value = "discovered")]
     pub out: PathBuf,
     /// Only these sites (their names as discovery gives them: the domain with `-` for `.`).
     #[arg(long = "site")]
