@@ -120,9 +120,21 @@ fn render_error(ctx: &Context, error: &anyhow::Error) -> String {
             out.push_str(&format!("  {cause}\n"));
         }
     }
-    for hint in error.chain().filter_map(|e| e.downcast_ref::<Hinted>()) {
+    for hint in hints(error) {
         let label = commands::paint(ctx.color_stderr, "hint:", Style::new().cyan().bold());
         out.push_str(&format!("\n{label} {}\n", hint.hint));
+    }
+    out
+}
+
+/// Every hint of an error: one attached as its outermost context (`.context(Hinted { … })`,
+/// which `chain()` does not downcast), then those in its chain, each once.
+fn hints(error: &anyhow::Error) -> Vec<&Hinted> {
+    let mut out: Vec<&Hinted> = error.downcast_ref::<Hinted>().into_iter().collect();
+    for hint in error.chain().filter_map(|e| e.downcast_ref::<Hinted>()) {
+        if !out.iter().any(|seen| std::ptr::eq(*seen, hint)) {
+            out.push(hint);
+        }
     }
     out
 }
@@ -130,6 +142,23 @@ fn render_error(ctx: &Context, error: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hint_given_as_context_is_printed_once_after_the_causes() {
+        let hinted = |message: &str| Hinted {
+            message: message.into(),
+            hint: "check the address".into(),
+        };
+        let cause = std::io::Error::other("no route to host");
+        let error = anyhow::Error::new(cause).context(hinted("failed to connect"));
+        let ctx = Context::new(siteward::cli::ColorChoice::Never, String::new());
+        let text = render_error(&ctx, &error);
+        assert!(text.starts_with("error: failed to connect\n"), "{text}");
+        assert!(text.contains("Caused by:\n  no route to host\n"), "{text}");
+        assert_eq!(text.matches("hint: check the address").count(), 1, "{text}");
+        let root = anyhow::Error::new(hinted("no such server"));
+        assert_eq!(render_error(&ctx, &root).matches("hint:").count(), 1);
+    }
 
     #[test]
     fn freed_memory_goes_back_at_once_unless_the_environment_says_otherwise() {

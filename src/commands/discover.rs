@@ -70,12 +70,14 @@ fn find_server(loaded: &spec::Loaded, name: &str) -> anyhow::Result<Server> {
 /// Runs the discovery probe with one exec.
 async fn probe(server: &Server, accept_new: bool) -> anyhow::Result<answer::Answer> {
     let target = observe::target(server, accept_new);
-    let session = SshSession::connect(&target).await.with_context(|| {
-        format!(
+    let session = SshSession::connect(&target).await.map_err(|error| {
+        let hint = super::observe::ssh_hint(server, &error);
+        let message = format!(
             "failed to connect to server `{}` ({})",
             server.name,
             target.endpoint()
-        )
+        );
+        anyhow::Error::new(error).context(super::Hinted { message, hint })
     })?;
     let command = crate::transport::quote::Command::new("sh")
         .arg("-s")

@@ -160,7 +160,8 @@ fn hint_for(server: &Server, error: &ObserveError) -> String {
     }
 }
 
-fn ssh_hint(server: &Server, error: &SshError) -> String {
+/// How to fix an SSH failure to `server` (shared with `discover`).
+pub(super) fn ssh_hint(server: &Server, error: &SshError) -> String {
     let spec = &server.spec;
     match error {
         SshError::HostKeyUnknown { .. } => {

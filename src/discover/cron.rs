@@ -77,16 +77,7 @@ pub fn is_every_minute(schedule: &str) -> bool {
 }
 
 /// The macros cron knows, spelled as it requires (lower case).
-const MACROS: [&str; 8] = [
-    "@reboot",
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
-];
+use crate::spec::checks::CRON_MACROS as MACROS;
 
 /// A time field: its bounds and, for months and weekdays, the names cron accepts.
 struct Field {

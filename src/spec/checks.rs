@@ -9,7 +9,7 @@ use super::yaml::Position;
 use std::collections::{BTreeMap, HashMap};
 
 /// Cron macros that `/etc/cron.d` understands.
-const CRON_MACROS: [&str; 8] = [
+pub const CRON_MACROS: [&str; 8] = [
     "@reboot",
     "@yearly",
     "@annually",
