@@ -229,12 +229,14 @@ CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(60) NOT
   UNIQUE KEY customers_email_unique (email)) ENGINE=InnoDB;
 INSERT INTO customers (email) SELECT CONCAT('c', seq, '@example.test') FROM seq_1_to_1000;
 CREATE TABLE orders (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL,
-  code VARCHAR(20) NOT NULL, total DECIMAL(10,2), note VARCHAR(400),
+  code VARCHAR(20) NOT NULL, total DECIMAL(10,2), note VARCHAR(400), digest VARBINARY(16),
+  label VARCHAR(30), legacy VARCHAR(10) CHARACTER SET latin1,
   UNIQUE KEY orders_code_unique (code), KEY orders_total_index (total),
   CONSTRAINT orders_customer_id_foreign FOREIGN KEY (customer_id) REFERENCES customers (id)
   ON DELETE CASCADE) ENGINE=InnoDB;
-INSERT INTO orders (customer_id, code, total, note) SELECT 1 + seq % 1000, CONCAT('o-', seq),
-  seq % 5000 / 3, REPEAT(CHAR(65 + seq % 26), 300) FROM seq_1_to_60000;
+INSERT INTO orders (customer_id, code, total, note, digest, label, legacy)
+  SELECT 1 + seq % 1000, CONCAT('o-', seq), seq % 5000 / 3, REPEAT(CHAR(65 + seq % 26), 300),
+  UNHEX(MD5(seq)), CONCAT('Grüße 😀 ', seq), CONCAT('café ', seq % 100) FROM seq_1_to_60000;
 ANALYZE TABLE orders;
 CREATE TRIGGER orders_stamp BEFORE INSERT ON orders FOR EACH ROW SET NEW.note = 'changed';
 CREATE TABLE zz_last (id INT PRIMARY KEY) ENGINE=InnoDB;
@@ -284,6 +286,17 @@ async fn values_a_text_dump_would_change_arrive_exactly_and_keys_are_built_after
     assert_eq!(
         query(&pair.b, "SELECT COUNT(*), COUNT(a) FROM loose"),
         "3\t2"
+    );
+    // The wide rows go as INSERTs in the binary character set: bytes a string literal must
+    // escape (every byte value turns up in 60,000 MD5s), 4-byte UTF-8 and latin1 arrive as stored.
+    let wide = "SELECT COUNT(*), SUM(CRC32(CONCAT(HEX(digest), HEX(label), HEX(legacy)))), \
+                SUM(LOCATE(0x00, digest) > 0), SUM(LOCATE(0x5C, digest) > 0) FROM orders";
+    let on_b = query(&pair.b, wide);
+    assert_eq!(on_b, query(&pair.a, wide));
+    let counts: Vec<u64> = on_b.split('\t').map(|n| n.parse().unwrap()).collect();
+    assert!(
+        counts[2] > 1000 && counts[3] > 1000,
+        "escaped bytes were sent: {on_b}"
     );
     assert_eq!(
         query(

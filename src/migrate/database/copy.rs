@@ -40,6 +40,14 @@ impl Part {
             Self::Triggers => "triggers",
         }
     }
+
+    /// The character set the restoring client reads this part in: the one it was dumped in.
+    pub(super) fn client_charset(self) -> &'static str {
+        match self {
+            Self::Rows => "binary",
+            Self::All | Self::Schema | Self::Triggers => "utf8mb4",
+        }
+    }
 }
 
 /// The rows of one group of tables, loaded and checksummed.
@@ -83,6 +91,7 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         let restore = Command::script(format!("{LOGIN}{RESTORE}"))
             .args(self.target_admin.login_args(self.engine))
             .args([self.compression.word(), self.name, self.role.unwrap_or("")])
+            .arg(part.client_charset())
             .render()?;
         let ends = Ends {
             dump: &dump,

@@ -7,6 +7,7 @@
 //! administrator's queries ([`query`]) and the SQL with the parsing of its answers ([`sql`])
 //! are modules of their own.
 
+mod collations;
 mod copy;
 mod keys;
 mod load;
@@ -116,6 +117,21 @@ pub enum MigrateError {
         table: String,
         /// How it differs.
         detail: String,
+    },
+    /// The target's server lacks collations the database uses (found before the copy starts).
+    #[error(
+        "database `{database}` uses collations the database server on {endpoint} does not have: \
+         {}; give the target a server that has them (the source's version or newer), or convert \
+         those tables on the source (ALTER TABLE … CONVERT TO CHARACTER SET … COLLATE …)",
+        collations.join(", ")
+    )]
+    Collations {
+        /// The database.
+        database: String,
+        /// The target server.
+        endpoint: String,
+        /// The collations it lacks.
+        collations: Vec<String>,
     },
     /// A schema object (column, index, key, trigger, routine, view, event…) differs.
     #[error("the {object} differs after the copy: {detail}")]
@@ -263,6 +279,9 @@ pub async fn copy_database_metered(
         SourceState::Live => Some(live_baseline(source, source_admin, engine, name).await?),
         SourceState::Quiet => None,
     };
+    if engine == Engine::Mysql {
+        collations::check((source, source_admin), (target, target_admin), name).await?;
+    }
     let role = recreate_target(source, target, source_admin, target_admin, engine, name).await?;
     let copy = Copy {
         source,
