@@ -232,24 +232,28 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
         }
         if !as_inserts.is_empty() {
             bytes += self.stream_part(Part::Rows, &as_inserts).await?;
-            self.add_indexes(&as_inserts, loader).await?;
         }
-        let ended = Instant::now();
         tracing::debug!(?tables, bytes, "rows streamed");
+        // A has sent the group: a live source is checksummed while B still builds the keys of
+        // the tables sent as INSERTs, then checksums its copy.
+        let on_target = async {
+            self.add_indexes(&as_inserts, loader).await?;
+            let ended = Instant::now();
+            let stats = mysql_stats(self.target, self.target_admin, self.name, tables).await?;
+            Ok::<_, MigrateError>((ended, stats))
+        };
         let on_source = async {
             match live {
                 true => mysql_stats(self.source, self.source_admin, self.name, tables).await,
                 false => Ok(TableStats::new()),
             }
         };
-        let (on_target, on_source) = tokio::join!(
-            mysql_stats(self.target, self.target_admin, self.name, tables),
-            on_source,
-        );
+        let (on_target, on_source) = tokio::join!(on_target, on_source);
+        let (ended, on_target) = on_target?;
         Ok(LoadedRows {
             bytes,
             ended,
-            on_target: on_target?,
+            on_target,
             on_source: on_source?,
         })
     }
