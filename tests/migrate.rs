@@ -262,8 +262,26 @@ fn a_postgres_site_moves_with_final_sync_and_on_source_remove_leaves_nothing_on_
     ))?;
 
     site.place("b", "final-sync", "remove")?;
+    // B has two cores, where one index builder is the default: two are asked for, so that the
+    // spooled archive and `pg_restore --jobs` are what restores the post-data section here.
+    let mut site = site;
+    site.env.push(("SITEWARD_INDEX_JOBS".into(), "2".into()));
+    site.env
+        .push(("SITEWARD_LOG".into(), "siteward=info".into()));
     let out = site.apply()?;
     out.assert_success();
+    ensure!(
+        out.stderr.contains("built side by side") && out.stderr.contains("jobs=2"),
+        "the post-data section was restored by two connections: {}",
+        out.stderr
+    );
+    let spooled = site
+        .b
+        .exec("ls -d /var/tmp/.siteward-restore.* 2>/dev/null; true")?;
+    ensure!(
+        spooled.trim().is_empty(),
+        "the spooled archive is removed: {spooled}"
+    );
     ensure!(
         out.stdout.contains("ready for cutover"),
         "the report is printed: {}",

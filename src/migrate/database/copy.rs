@@ -72,6 +72,8 @@ pub(super) struct Copy<'a, S, T> {
     pub(super) role: Option<&'a str>,
     /// The largest `INSERT` the rows are dumped in (MySQL/MariaDB).
     pub(super) statement_bytes: u64,
+    /// Connections building PostgreSQL's indexes and constraints after the rows.
+    pub(super) index_jobs: usize,
     pub(super) meter: &'a Meter,
 }
 
@@ -92,6 +94,7 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
             .args(self.target_admin.login_args(self.engine))
             .args([self.compression.word(), self.name, self.role.unwrap_or("")])
             .arg(part.client_charset())
+            .arg(self.index_jobs.to_string())
             .render()?;
         let ends = Ends {
             dump: &dump,
@@ -289,6 +292,20 @@ impl<S: Transport, T: Transport> Copy<'_, S, T> {
     }
 }
 
+/// The variable that sets how many connections build PostgreSQL's indexes and constraints.
+pub const INDEX_JOBS_VARIABLE: &str = "SITEWARD_INDEX_JOBS";
+
+/// How many connections build PostgreSQL's indexes and constraints on a target with
+/// `target_cpus` cores: half of them, up to 4 (one on two cores: measured there, two builders
+/// sharing two cores with the restore were slower than one), unless [`INDEX_JOBS_VARIABLE`]
+/// says a number from 1 to 16.
+pub(super) fn index_jobs(target_cpus: usize, told: Option<&str>) -> usize {
+    match told.and_then(|told| told.trim().parse::<usize>().ok()) {
+        Some(jobs) if (1..=16).contains(&jobs) => jobs,
+        _ => (target_cpus / 2).clamp(1, 4),
+    }
+}
+
 /// The smallest and largest `INSERT` statements the rows are dumped in: mysqldump's default,
 /// and a size at which loading 1 GB takes ~10% less time than with the default (the server
 /// parses and commits fewer, larger statements).
@@ -325,4 +342,21 @@ pub(super) fn balanced_groups(mut sizes: Vec<(String, u64)>, count: usize) -> Ve
         .map(|(_, tables)| tables)
         .filter(|tables| !tables.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_builders_are_half_the_cores_unless_a_sane_number_is_told() {
+        assert_eq!(index_jobs(1, None), 1);
+        assert_eq!(index_jobs(2, None), 1);
+        assert_eq!(index_jobs(6, None), 3);
+        assert_eq!(index_jobs(64, None), 4);
+        assert_eq!(index_jobs(2, Some(" 3 ")), 3);
+        assert_eq!(index_jobs(8, Some("0")), 4);
+        assert_eq!(index_jobs(8, Some("many")), 4);
+        assert_eq!(index_jobs(8, Some("17")), 4);
+    }
 }

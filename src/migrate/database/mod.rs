@@ -296,8 +296,19 @@ pub async fn copy_database_metered(
             Engine::Mysql => statement_bytes(target, target_admin).await?,
             Engine::Postgres => 0,
         },
+        index_jobs: index_jobs(
+            probe.target_cpus,
+            std::env::var(INDEX_JOBS_VARIABLE).ok().as_deref(),
+        ),
         meter,
     };
+    if engine == Engine::Postgres && copy.index_jobs > 1 {
+        tracing::info!(
+            database = name,
+            jobs = copy.index_jobs,
+            "PostgreSQL's indexes and constraints are built side by side"
+        );
+    }
     let copied = match engine {
         Engine::Postgres => copy.whole(before).await?,
         Engine::Mysql => copy.in_parts(before, probe.target_cpus).await?,
