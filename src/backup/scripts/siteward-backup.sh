@@ -218,7 +218,7 @@ dump_database() {
     set -- "$sw_dump" --single-transaction --default-character-set=utf8mb4
     { as_admin "$@" --no-data --skip-triggers --routines --events -- "$cfg_database" || echo $? >>"$work/dump.failed"; } |
       sed 's/DEFINER=`[^`]*`@`[^`]*`//g'
-    { as_admin "$@" --quick --hex-blob --no-create-info --skip-triggers -- "$cfg_database" || echo $? >>"$work/dump.failed"; }
+    mysql_rows
     { as_admin "$@" --no-data --no-create-info --triggers -- "$cfg_database" || echo $? >>"$work/dump.failed"; } |
       sed 's/DEFINER=`[^`]*`@`[^`]*`//g'
     ;;
@@ -226,6 +226,64 @@ dump_database() {
     { as_admin pg_dump -Fc -Z0 -d "$cfg_database" || echo $? >>"$work/dump.failed"; }
     ;;
   esac
+}
+
+# The statement that writes, for each base table, two statements: one selecting the INSERT
+# that starts its rows (`INSERT INTO t (columns) VALUES`), one selecting each row as a line
+# `(v1,v2,...)`. Each value is selected as its stored bytes (the binary character set, quoted by
+# QUOTE, a newline written `\n` so that a row is one line); FLOAT as DOUBLE, which prints all of
+# its digits (a dump prints six: 0.1234567 would come back as 0.123457); BIT as a number;
+# generated columns are left to the server that loads the rows.
+mysql_rows_selects() {
+  cat <<'SQL'
+SET SESSION group_concat_max_len = 1073741824;
+SELECT CONCAT('SELECT ', QUOTE(CONCAT('INSERT INTO `', REPLACE(c.TABLE_NAME, '`', '``'), '` (',
+    GROUP_CONCAT('`', REPLACE(c.COLUMN_NAME, '`', '``'), '`' ORDER BY c.ORDINAL_POSITION SEPARATOR ','),
+    ') VALUES')), ';\n',
+  'SELECT CONCAT(''('', ', GROUP_CONCAT(CASE c.DATA_TYPE
+      WHEN 'bit' THEN CONCAT('IFNULL(`', REPLACE(c.COLUMN_NAME, '`', '``'), '` + 0, ''NULL'')')
+      WHEN 'float' THEN CONCAT('QUOTE(CAST(`', REPLACE(c.COLUMN_NAME, '`', '``'), '` AS DOUBLE))')
+      ELSE CONCAT('REPLACE(QUOTE(CAST(`', REPLACE(c.COLUMN_NAME, '`', '``'), '` AS BINARY)), CHAR(10), CHAR(92, 110))')
+    END ORDER BY c.ORDINAL_POSITION SEPARATOR ', '','', '),
+  ', '')'') FROM `', REPLACE(c.TABLE_NAME, '`', '``'), '`;')
+FROM information_schema.COLUMNS c
+JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE'
+  AND NOT (c.EXTRA LIKE '%GENERATED%' AND c.EXTRA NOT LIKE '%DEFAULT_GENERATED%')
+GROUP BY c.TABLE_NAME ORDER BY c.TABLE_NAME;
+SQL
+}
+
+# The rows of every base table to stdout, from one consistent snapshot, as INSERT statements of
+# about a megabyte each (awk groups the row lines under their table's INSERT), between settings
+# that load them as they were: the binary character set, UTC for TIMESTAMPs, a zero kept in an
+# AUTO_INCREMENT column, no key checks. Written here rather than by mariadb-dump, which prints
+# FLOAT with six digits.
+mysql_rows() {
+  sw_client=$(mysql_tool mariadb mysql)
+  set -- "$sw_client" --batch --raw --skip-column-names --quick --max-allowed-packet=1G -- "$cfg_database"
+  mysql_rows_selects | as_admin "$@" >"$work/rows.sql" || { echo $? >>"$work/dump.failed"; return 0; }
+  echo "/*!40101 SET NAMES binary */;"
+  echo "SET @sw_fk = @@FOREIGN_KEY_CHECKS, @sw_uc = @@UNIQUE_CHECKS, @sw_mode = @@SQL_MODE, @sw_tz = @@TIME_ZONE;"
+  echo "SET FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0, SQL_MODE = 'NO_AUTO_VALUE_ON_ZERO', TIME_ZONE = '+00:00';"
+  {
+    echo "SET NAMES binary, TIME_ZONE = '+00:00';"
+    echo "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;"
+    echo "START TRANSACTION WITH CONSISTENT SNAPSHOT;"
+    cat "$work/rows.sql"
+    echo "COMMIT;"
+  } | { as_admin "$@" || echo $? >>"$work/dump.failed"; } | awk -v limit=1048576 '
+    function finish() { if (open) printf ";\n"; open = 0 }
+    substr($0, 1, 1) != "(" { finish(); header = $0; next }
+    {
+      if (open && size + length($0) > limit) finish()
+      if (open) printf ",\n%s", $0
+      else { printf "%s\n%s", header, $0; open = 1; size = 0 }
+      size += length($0) + 2
+    }
+    END { finish() }'
+  echo "SET FOREIGN_KEY_CHECKS = @sw_fk, UNIQUE_CHECKS = @sw_uc, SQL_MODE = @sw_mode, TIME_ZONE = @sw_tz;"
+  echo "/*!40101 SET NAMES utf8mb4 */;"
 }
 
 dump_name() {
@@ -244,7 +302,7 @@ load_database() {
       printf ';\n'
     } | as_admin "$sw_client" --batch
     { gzip -dc "$stage/database.gz" || echo $? >>"$work/load.failed"; } |
-      as_admin "$sw_client" --default-character-set=utf8mb4 --batch "$cfg_database"
+      as_admin "$sw_client" --default-character-set=utf8mb4 --max-allowed-packet=1G --batch "$cfg_database"
     ;;
   postgres)
     {
