@@ -603,10 +603,31 @@ fn two_applies_at_once_never_both_act() -> Result<()> {
 
 #[test]
 fn a_site_no_spec_names_is_orphaned_and_removed_only_with_prune() -> Result<()> {
-    // Pruning removes every site no spec names: this test has its host to itself.
-    let site = Site::laravel("t-engine-f", "eng-orphan", "postgres", "orphan-pass-1")?;
+    // Pruning removes every site no spec names: this test has its host to itself. Two sites
+    // (PostgreSQL and MariaDB) go in one prune, through the apply's batches of removals.
+    let mut site = Site::laravel("t-engine-f", "eng-orphan", "postgres", "orphan-pass-1")?;
+    let other = "eng-orphan2";
+    support::site::clean_site(&site.host, other)?;
+    site.workspace.write_spec(
+        &format!("sites/{other}.yaml"),
+        &laravel_site(other, "mariadb", ""),
+    )?;
+    site.env.extend(secrets(other, "orphan-pass-2"));
     site.apply()?.assert_success();
-    std::fs::remove_file(site.workspace.specs_dir().join("sites/eng-orphan.yaml"))?;
+    for name in ["eng-orphan", other] {
+        let program = format!("siteward-{name}-queue");
+        wait_for("the worker running", Duration::from_secs(30), || {
+            Ok(site
+                .host
+                .exec(&format!("supervisorctl status '{program}:*'"))?
+                .contains("RUNNING"))
+        })?;
+        std::fs::remove_file(
+            site.workspace
+                .specs_dir()
+                .join(format!("sites/{name}.yaml")),
+        )?;
+    }
     let plan = site.siteward(&["plan"])?;
     plan.assert_success();
     assert!(
@@ -618,21 +639,62 @@ fn a_site_no_spec_names_is_orphaned_and_removed_only_with_prune() -> Result<()> 
         site.host.exists("/home/eng_orphan/eng-orphan.test")?,
         "not removed without --prune"
     );
-    site.siteward(&["apply", "--auto-approve", "--prune"])?
-        .assert_success();
+    let report = site.workspace.root().join("prune.json");
+    let report_arg = report.to_string_lossy().into_owned();
+    site.siteward(&[
+        "apply",
+        "--auto-approve",
+        "--prune",
+        "--report",
+        &report_arg,
+    ])?
+    .assert_success();
+    let outcomes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    let removals: Vec<&serde_json::Value> = outcomes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|site| site["steps"].as_array().into_iter().flatten())
+        .filter(|step| {
+            step["what"] == "remove site eng-orphan"
+                || step["what"] == format!("remove site {other}")
+        })
+        .collect();
+    assert_eq!(removals.len(), 2, "{outcomes:#}");
     assert!(
-        !site.host.exists("/home/eng_orphan")?,
-        "the site root and user are gone"
+        removals.iter().all(|step| step["ok"] == true
+            && step["output"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("one batch of"))),
+        "the removals ran in the apply's batches: {outcomes:#}"
     );
-    assert!(
-        !site
-            .host
-            .exists("/etc/nginx/conf.d/siteward-eng-orphan.conf")?
-    );
-    assert!(!site.host.exists("/var/lib/siteward/sites/eng-orphan")?);
+    for (name, user) in [("eng-orphan", "eng_orphan"), (other, "eng_orphan2")] {
+        assert!(
+            !site.host.exists(&format!("/home/{user}"))?,
+            "the site root and user are gone"
+        );
+        for file in [
+            format!("/etc/nginx/conf.d/siteward-{name}.conf"),
+            format!("/etc/php/8.2/fpm/pool.d/siteward-{name}.conf"),
+            format!("/etc/supervisor/conf.d/siteward-{name}-queue.conf"),
+            format!("/etc/cron.d/siteward-{name}"),
+            format!("/var/lib/siteward/sites/{name}"),
+        ] {
+            assert!(!site.host.exists(&file)?, "{file} is gone");
+        }
+        let left = site.host.exec(&format!(
+            "getent passwd {user}; getent group {user}; id -nG www-data | tr ' ' '\\n' | grep -x {user}; \
+             supervisorctl status | grep siteward-{name}; ps -e -o user= | grep -x {user}; true"
+        ))?;
+        assert_eq!(left.trim(), "", "nothing of {name} is left: {left}");
+    }
     let databases = site
         .host
         .psql("SELECT count(*) FROM pg_database WHERE datname = 'eng_orphan'")?;
+    assert_eq!(databases.trim(), "0");
+    let databases = site.host.mysql(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'eng_orphan2'",
+    )?;
     assert_eq!(databases.trim(), "0");
     let plan = site.siteward(&["plan"])?;
     assert!(plan.stdout.contains("No changes"), "{plan}");

@@ -57,9 +57,9 @@ const TAKE_OVER: &str = concat!(
     include_str!("scripts/take_over.sh")
 );
 const WRITE_RECORD: &str = include_str!("scripts/write_record.sh");
-const REMOVE_SITE: &str = concat!(
+pub(super) const REMOVE_SITES: &str = concat!(
     include_str!("scripts/supervisor.sh"),
-    include_str!("scripts/remove_site.sh")
+    include_str!("scripts/remove_sites.sh")
 );
 
 /// What the executor knows besides the step: the server, the resolved secrets, and the wave
@@ -496,27 +496,51 @@ fn remove_site_commands(
     ctx: &StepContext,
 ) -> Result<Vec<RemoteCommand>, CommandError> {
     let mut out = Vec::new();
-    if let Some((engine, database)) = &remove.database {
-        let mut sql = sql::drop_database(*engine, database);
-        for user in &remove.database_users {
-            sql.push_str(&sql::drop_user(*engine, user));
-        }
-        out.extend(ctx.sql(*engine, None, sql, format!("drop database {database}"))?);
+    if let Some((engine, sql, what)) = drop_site_database(remove) {
+        out.extend(ctx.sql(engine, None, sql, what)?);
     }
-    let args = vec![
-        remove.site.clone(),
-        remove.user.clone().unwrap_or_default(),
-        remove.root.clone().unwrap_or_default(),
-        remove.files.join("\n"),
-        remove.programs.join("\n"),
-    ];
     out.extend(simple(
-        REMOVE_SITE,
-        args,
+        REMOVE_SITES,
         Vec::new(),
+        removal_lines(remove)?.into_bytes(),
         format!("remove site {}", remove.site),
     )?);
     Ok(out)
+}
+
+/// The SQL that drops a removed site's database and its users, when it has a database: the
+/// engine, the statements and what they do.
+pub(super) fn drop_site_database(remove: &RemoveSiteStep) -> Option<(Engine, String, String)> {
+    let (engine, database) = remove.database.as_ref()?;
+    let mut sql = sql::drop_database(*engine, database);
+    for user in &remove.database_users {
+        sql.push_str(&sql::drop_user(*engine, user));
+    }
+    Some((*engine, sql, format!("drop database {database}")))
+}
+
+/// What remove_sites.sh reads of one site: `KIND VALUE` lines, the site's first.
+///
+/// # Errors
+/// A value holding a line break or a NUL, which the lines cannot carry.
+pub(super) fn removal_lines(remove: &RemoveSiteStep) -> Result<String, CommandError> {
+    let mut lines = vec![("site", remove.site.as_str())];
+    lines.extend(remove.user.as_deref().map(|user| ("user", user)));
+    lines.extend(remove.root.as_deref().map(|root| ("root", root)));
+    lines.extend(remove.files.iter().map(|file| ("file", file.as_str())));
+    lines.extend(remove.programs.iter().map(|p| ("program", p.as_str())));
+    let mut text = String::new();
+    for (kind, value) in lines {
+        if let Some(offset) = value.find(['\n', '\r', '\0']) {
+            return Err(QuoteError::LineBreak {
+                value: value.to_owned(),
+                offset,
+            }
+            .into());
+        }
+        text.push_str(&format!("{kind} {value}\n"));
+    }
+    Ok(text)
 }
 
 /// A `.env` value as Laravel's dotenv reads it back: bare when plain, else quoted.
@@ -542,6 +566,39 @@ pub fn env_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn removal(files: Vec<String>) -> RemoveSiteStep {
+        RemoveSiteStep {
+            site: "shop".into(),
+            user: Some("shop".into()),
+            root: Some("/home/shop/shop.test".into()),
+            files,
+            programs: vec!["siteward-shop-queue".into()],
+            database: Some((Engine::Mysql, "shop".into())),
+            database_users: vec!["shop".into()],
+        }
+    }
+
+    #[test]
+    fn a_removal_is_sent_as_lines_and_a_line_break_in_a_value_is_refused() {
+        let lines = removal_lines(&removal(vec!["/etc/cron.d/siteward-shop".into()])).unwrap();
+        assert_eq!(
+            lines,
+            "site shop\nuser shop\nroot /home/shop/shop.test\nfile /etc/cron.d/siteward-shop\n\
+             program siteward-shop-queue\n"
+        );
+        let error = removal_lines(&removal(vec!["/etc/x\nsite other".into()])).unwrap_err();
+        assert!(error.to_string().contains("line break"), "{error}");
+        let (engine, sql, what) = drop_site_database(&removal(Vec::new())).unwrap();
+        assert_eq!(
+            (engine, what.as_str()),
+            (Engine::Mysql, "drop database shop")
+        );
+        assert!(
+            sql.contains("DROP DATABASE") && sql.contains("DROP USER"),
+            "{sql}"
+        );
+    }
 
     #[test]
     fn env_values_are_quoted_only_when_needed() {

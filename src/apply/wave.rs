@@ -9,7 +9,7 @@
 
 use super::StepOutcome;
 use super::commands::StepContext;
-use crate::plan::step::{Engine, Reload, Step};
+use crate::plan::step::{Engine, Reload, RemoveSiteStep, Step};
 use crate::transport::{Command, Stdin, Transport, TransportError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,9 @@ enum Service {
     Users,
     /// SQL run by the MariaDB/MySQL administrator (one client for the batch).
     MysqlAdmin,
+    /// Sites removed (`apply --prune`): their workers stopped side by side, one supervisor
+    /// update, one nginx test and reload, one reload per FPM master.
+    Removal,
 }
 
 /// One site's part of a batch.
@@ -67,6 +70,8 @@ enum Item {
     User { user: String, home: String },
     /// Statements and what they do.
     Sql { sql: String, what: String },
+    /// A site to remove and its lines for remove_sites.sh.
+    Removal { site: String, lines: String },
 }
 
 impl Item {
@@ -110,7 +115,66 @@ impl Wave {
         ctx: &StepContext<'_>,
         outcomes: &mut Vec<StepOutcome>,
     ) -> Option<Result<(), TransportError>> {
+        if let Step::RemoveSite(remove) = step {
+            return Some(self.remove_site(transport, remove, ctx, outcomes).await);
+        }
         let (service, item, what) = batched(step, ctx)?;
+        Some(
+            self.run_item(transport, ctx, service, item, what, outcomes)
+                .await,
+        )
+    }
+
+    /// A removed site: its database dropped (in a batch on MariaDB/MySQL, alone on
+    /// PostgreSQL, whose SQL connects to another database), then its files, workers and user
+    /// in a batch of removals.
+    async fn remove_site<T: Transport>(
+        &self,
+        transport: &T,
+        remove: &RemoveSiteStep,
+        ctx: &StepContext<'_>,
+        outcomes: &mut Vec<StepOutcome>,
+    ) -> Result<(), TransportError> {
+        if let Some((engine, sql, what)) = super::commands::drop_site_database(remove) {
+            if engine == Engine::Mysql {
+                let item = Item::Sql {
+                    sql,
+                    what: what.clone(),
+                };
+                self.run_item(transport, ctx, Service::MysqlAdmin, item, what, outcomes)
+                    .await?;
+            } else {
+                run_alone(transport, ctx, engine, sql, what, outcomes).await?;
+            }
+        }
+        let what = format!("remove site {}", remove.site);
+        let lines = super::commands::removal_lines(remove).map_err(|error| match error {
+            super::commands::CommandError::Quote(error) => TransportError::Quote(error),
+            other => TransportError::Failed {
+                what: what.clone(),
+                endpoint: transport.endpoint().to_owned(),
+                status: 1,
+                stderr: super::error_text(&other),
+            },
+        })?;
+        let item = Item::Removal {
+            site: remove.site.clone(),
+            lines,
+        };
+        self.run_item(transport, ctx, Service::Removal, item, what, outcomes)
+            .await
+    }
+
+    /// Runs `item` in a batch of `service`, appending its outcome as `what`.
+    async fn run_item<T: Transport>(
+        &self,
+        transport: &T,
+        ctx: &StepContext<'_>,
+        service: Service,
+        item: Item,
+        what: String,
+        outcomes: &mut Vec<StepOutcome>,
+    ) -> Result<(), TransportError> {
         let submitted = Instant::now();
         let reply = self.submit(transport, ctx, service, item).await;
         let waited = submitted.elapsed().as_millis() as u64;
@@ -124,7 +188,7 @@ impl Wave {
             error: reply.error.as_ref().map(|(_, message)| message.clone()),
         };
         outcomes.push(outcome);
-        Some(match reply.error {
+        match reply.error {
             None => Ok(()),
             Some((status, stderr)) => Err(TransportError::Failed {
                 what,
@@ -132,7 +196,7 @@ impl Wave {
                 status,
                 stderr,
             }),
-        })
+        }
     }
 
     fn queue(&self, service: &Service) -> Arc<Queue> {
@@ -265,7 +329,10 @@ async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch
     let started = Instant::now();
     let statements: String = batch.iter().filter_map(|r| r.item.sql()).collect();
     let what = format!("{size} database steps");
-    if run_sql(transport, ctx, statements, what).await.is_ok() {
+    if run_sql(transport, ctx, Engine::Mysql, statements, what)
+        .await
+        .is_ok()
+    {
         let millis = started.elapsed().as_millis() as u64;
         for request in batch {
             let _ = request.reply.send(Reply {
@@ -281,7 +348,7 @@ async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch
             continue;
         };
         let started = Instant::now();
-        let error = run_sql(transport, ctx, sql.clone(), what.clone())
+        let error = run_sql(transport, ctx, Engine::Mysql, sql.clone(), what.clone())
             .await
             .err();
         let _ = request.reply.send(Reply {
@@ -292,15 +359,43 @@ async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch
     }
 }
 
-/// Runs `sql` as the MariaDB/MySQL administrator; the error is the status and the message.
+/// Runs `sql` alone as the administrator of `engine`, appending its outcome as `what`.
+async fn run_alone<T: Transport>(
+    transport: &T,
+    ctx: &StepContext<'_>,
+    engine: Engine,
+    sql: String,
+    what: String,
+    outcomes: &mut Vec<StepOutcome>,
+) -> Result<(), TransportError> {
+    let started = Instant::now();
+    let result = run_sql(transport, ctx, engine, sql, what.clone()).await;
+    outcomes.push(StepOutcome {
+        what: what.clone(),
+        ok: result.is_ok(),
+        millis: started.elapsed().as_millis() as u64,
+        queued_millis: 0,
+        output: String::new(),
+        error: result.as_ref().err().map(|(_, message)| message.clone()),
+    });
+    result.map_err(|(status, stderr)| TransportError::Failed {
+        what,
+        endpoint: transport.endpoint().to_owned(),
+        status,
+        stderr,
+    })
+}
+
+/// Runs `sql` as the administrator of `engine`; the error is the status and the message.
 async fn run_sql<T: Transport>(
     transport: &T,
     ctx: &StepContext<'_>,
+    engine: Engine,
     sql: String,
     what: String,
 ) -> Result<(), (u32, String)> {
     let commands = ctx
-        .sql(Engine::Mysql, None, sql, what)
+        .sql(engine, None, sql, what)
         .map_err(|error| (1, super::error_text(&error)))?;
     for command in commands {
         let output = transport
@@ -345,6 +440,16 @@ fn service_command(
             }
             let command = Command::script(ENSURE_USERS).args(args).render()?;
             Ok((command, Vec::new()))
+        }
+        Service::Removal => {
+            let mut stdin = Vec::new();
+            for request in batch {
+                if let Item::Removal { lines, .. } = &request.item {
+                    stdin.extend_from_slice(lines.as_bytes());
+                }
+            }
+            let command = Command::script(super::commands::REMOVE_SITES).render()?;
+            Ok((command, stdin))
         }
         Service::Files | Service::Nginx | Service::PhpFpm(_) => {
             let (reload, php) = match service {
@@ -427,6 +532,7 @@ impl Answers {
             Item::Programs(programs) => programs.iter().collect(),
             Item::User { user, .. } => vec![user],
             Item::Sql { what, .. } => vec![what],
+            Item::Removal { site, .. } => vec![site],
         };
         let messages: Vec<&str> = names
             .iter()

@@ -19,6 +19,14 @@ pub enum QuoteError {
         /// Byte offset of the first NUL.
         offset: usize,
     },
+    /// A value sent as one line of a list holds a line break (or a NUL).
+    #[error("{value:?} holds a line break at offset {offset}; it cannot be sent as one line")]
+    LineBreak {
+        /// The value, as given.
+        value: String,
+        /// Byte offset of the first line break.
+        offset: usize,
+    },
     /// A name failed the strict identifier allow-list.
     #[error(
         "invalid {kind} name {value:?}: {reason} (allowed: 1 to {IDENTIFIER_MAX_LEN} characters, \

@@ -1,4 +1,4 @@
-# `supervisorctl update` of named programs; shared by supervisor_update.sh, remove_site.sh
+# `supervisorctl update` of named programs; shared by supervisor_update.sh, remove_sites.sh
 # and the handover scripts of migrations.
 #
 # supervisor_update DIR PROGRAMS...: makes supervisor add, change or remove exactly these
@@ -25,4 +25,31 @@ supervisor_update() {
   fi
   printf 'supervisorctl update failed: %s\n' "$said" >&2
   return 1
+}
+
+# supervisor_stop_groups PROGRAMS...: stops these programs' processes side by side, each
+# gracefully (supervisor sends the stop signal and waits the program's stopwaitsecs before it
+# kills), and returns once none runs. `supervisorctl stop A B` would stop them one after the
+# other. Uses supervisorctl's own client (its configuration, its socket); without it, falls
+# back to supervisorctl.
+supervisor_stop_groups() {
+  [ "$#" -gt 0 ] || return 0
+  python3 - "$@" <<'PY' 2>/dev/null && return 0
+import sys, time
+from supervisor.options import ClientOptions
+
+options = ClientOptions()
+options.realize(args=[])
+rpc = options.getServerProxy().supervisor
+groups = set(sys.argv[1:])
+for group in groups:
+    try:
+        rpc.stopProcessGroup(group, False)
+    except Exception:
+        pass  # not known to supervisor, or not running
+live = ("STARTING", "RUNNING", "BACKOFF", "STOPPING")
+while any(p["group"] in groups and p["statename"] in live for p in rpc.getAllProcessInfo()):
+    time.sleep(0.2)
+PY
+  for program in "$@"; do supervisorctl stop "$program:*" >/dev/null 2>&1 || true; done
 }
