@@ -1,10 +1,12 @@
 //! The state store on SQLite and on PostgreSQL (a throwaway server this test starts on the
-//! machine): migrations, runs, site runs, conditions, history.
+//! machine): migrations, runs, site runs, conditions, history, and status writes guarded by a
+//! site's lease.
 
 mod support;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use siteward::conditions::{Condition, ConditionType, SiteStatus};
+use siteward::store::leases::LeaseGuard;
 use siteward::store::{NewRun, NewSiteRun, StateStore};
 use support::postgres::ThrowawayPostgres;
 
@@ -172,4 +174,97 @@ async fn an_unreachable_postgresql_store_is_a_clear_error() {
         error.to_string().contains("cannot open the state store"),
         "{error}"
     );
+}
+
+/// The status a daemon writes of `shop`, with its last result and a Ready condition.
+fn status_of(result: &str) -> SiteStatus {
+    let mut status = SiteStatus {
+        site: "shop".into(),
+        server: "web-1".into(),
+        last_result: result.into(),
+        ..SiteStatus::default()
+    };
+    status.set(
+        Condition::new(ConditionType::Ready, true, "Applied", result),
+        "abc",
+        "rev1",
+    );
+    status
+}
+
+async fn last_result(store: &StateStore) -> Result<String> {
+    let status = store.site_status("shop").await?.context("shop is stored")?;
+    let ready = status.condition(ConditionType::Ready).context("Ready")?;
+    ensure!(
+        ready.message == status.last_result,
+        "the site and its condition were written together: {status:?}"
+    );
+    Ok(status.last_result)
+}
+
+#[tokio::test]
+async fn a_status_write_lands_only_while_its_writer_holds_the_sites_lease() -> Result<()> {
+    let postgres = ThrowawayPostgres::start()?;
+    let store = StateStore::open(&postgres.url()).await?;
+    let sites = ["shop".to_owned()];
+    let taken = store.acquire_leases("daemon-a", &sites, 1.0, 0.0).await?;
+    let a = LeaseGuard {
+        holder: "daemon-a".into(),
+        fence: taken[0].1,
+    };
+    ensure!(store.update_site_held(&status_of("by a"), Some(&a)).await?);
+    assert_eq!(last_result(&store).await?, "by a");
+
+    // A's lease ends (a paused daemon): its writes no longer land, even before anyone takes it.
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    ensure!(
+        !store
+            .update_site_held(&status_of("late a"), Some(&a))
+            .await?
+    );
+    let late = [Condition::new(
+        ConditionType::Degraded,
+        true,
+        "Late",
+        "late",
+    )];
+    ensure!(
+        !store
+            .update_conditions_held("shop", &late, Some(&a))
+            .await?
+    );
+    let taken = store.acquire_leases("daemon-b", &sites, 30.0, 0.0).await?;
+    let b = LeaseGuard {
+        holder: "daemon-b".into(),
+        fence: taken[0].1,
+    };
+    ensure!(b.fence > a.fence, "a new holder has a newer fence");
+    ensure!(
+        !store
+            .update_site_held(&status_of("stale a"), Some(&a))
+            .await?
+    );
+    // The same holder name with an old fence is stale too (a daemon that lost and took again).
+    let old_fence = LeaseGuard {
+        holder: "daemon-b".into(),
+        fence: a.fence,
+    };
+    ensure!(
+        !store
+            .update_site_held(&status_of("old fence"), Some(&old_fence))
+            .await?
+    );
+    assert_eq!(last_result(&store).await?, "by a");
+    let status = store.site_status("shop").await?.context("shop")?;
+    ensure!(
+        status.condition(ConditionType::Degraded).is_none(),
+        "{status:?}"
+    );
+
+    ensure!(store.update_site_held(&status_of("by b"), Some(&b)).await?);
+    assert_eq!(last_result(&store).await?, "by b");
+    // Without a lease (`siteward apply`, one daemon) a write lands as before.
+    ensure!(store.update_site_held(&status_of("by apply"), None).await?);
+    assert_eq!(last_result(&store).await?, "by apply");
+    Ok(())
 }

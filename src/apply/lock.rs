@@ -17,6 +17,8 @@ pub const FENCED_STATUS: u32 = 75;
 pub trait Fences: Send + Sync {
     /// The fence of `site`'s lease while this daemon holds it; `None` once it may have lost it.
     fn fence(&self, site: &str) -> Option<i64>;
+    /// The name the leases are held under (the daemon's id in the store).
+    fn holder(&self) -> &str;
 }
 
 /// The leases behind a [`LockOwner`] of a daemon that shares the sites with others.
@@ -80,6 +82,20 @@ impl LockOwner {
             return Ok(None);
         };
         fences.0.fence(site).map(Some).ok_or(())
+    }
+
+    /// The lease a write to the store about `site` is made on behalf of: `Ok(None)` for an
+    /// owner without leases, `Err(())` when this daemon may no longer hold the site's lease.
+    #[allow(clippy::result_unit_err)]
+    pub fn lease(&self, site: &str) -> Result<Option<crate::store::leases::LeaseGuard>, ()> {
+        let Some(fences) = &self.fences else {
+            return Ok(None);
+        };
+        let fence = fences.0.fence(site).ok_or(())?;
+        Ok(Some(crate::store::leases::LeaseGuard {
+            holder: fences.0.holder().to_owned(),
+            fence,
+        }))
     }
 }
 

@@ -31,6 +31,34 @@ pub struct LeaseHolder {
     pub expires_in: f64,
 }
 
+/// The lease a write is made on behalf of: it lands only while `holder` holds the site's lease
+/// with `fence` and the lease has not ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseGuard {
+    pub holder: String,
+    pub fence: i64,
+}
+
+impl LeaseGuard {
+    /// Whether the lease of `site` is still this one, its row locked (`FOR SHARE`) until the
+    /// transaction ends, so that no daemon takes it over meanwhile.
+    pub(super) async fn holds(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        site: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT 1 FROM site_leases WHERE site = $1 AND holder = $2 \
+                           AND fence = $3 AND expires_at > now() FOR SHARE";
+        let found: Option<i32> = sqlx::query_scalar(SQL)
+            .bind(site)
+            .bind(&self.holder)
+            .bind(self.fence)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(found.is_some())
+    }
+}
+
 /// Why leases cannot be kept in this store.
 pub const LEASES_NEED_POSTGRES: &str =
     "several daemons share sites only through a PostgreSQL store (`--state postgres://…`)";

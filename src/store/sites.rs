@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use super::leases::LeaseGuard;
 use super::{StateStore, StoreError, now};
 use crate::conditions::{Condition, ConditionStatus, ConditionType, SiteStatus};
 
@@ -42,32 +43,83 @@ const SITE: &str = "SELECT site, server, suspended, suspend_reason, drift_json, 
 const SITE_CONDITIONS: &str = "SELECT site, type, status, reason, message, \
     last_transition_unix, spec_hash, git_revision FROM site_conditions WHERE site = $1 ORDER BY type";
 
+/// Upserts a site's row (`UPSERT_SITE`) through an executor.
+macro_rules! upsert_site {
+    ($executor:expr, $status:expr) => {{
+        let status: &SiteStatus = $status;
+        let drift = serde_json::to_string(&status.drift).unwrap_or_else(|_| "[]".into());
+        sqlx::query(UPSERT_SITE)
+            .bind(&status.site)
+            .bind(&status.server)
+            .bind(&drift)
+            .bind(&status.deployed_commit)
+            .bind(&status.desired_commit)
+            .bind(&status.last_result)
+            .bind(now())
+            .execute($executor)
+            .await?;
+    }};
+}
+
+/// Upserts conditions of a site (`UPSERT_CONDITION`) through an executor.
+macro_rules! upsert_conditions {
+    ($executor:expr, $site:expr, $conditions:expr) => {{
+        let at = now();
+        for condition in $conditions {
+            sqlx::query(UPSERT_CONDITION)
+                .bind($site)
+                .bind(condition.kind.name())
+                .bind(condition.status.name())
+                .bind(&condition.reason)
+                .bind(&condition.message)
+                .bind(at)
+                .bind(&condition.spec_hash)
+                .bind(&condition.git_revision)
+                .execute(&mut *$executor)
+                .await?;
+        }
+    }};
+}
+
 impl StateStore {
     /// Records what a plan, an apply or the daemon found of a site: where it lives, its drift,
     /// its commits (kept when unknown now), its last result, and each condition it carries
     /// (a condition keeps its transition time while its status stays the same).
     pub async fn update_site(&self, status: &SiteStatus) -> Result<(), StoreError> {
-        let drift = serde_json::to_string(&status.drift).unwrap_or_else(|_| "[]".into());
-        macro_rules! run {
-            ($pool:expr) => {
-                sqlx::query(UPSERT_SITE)
-                    .bind(&status.site)
-                    .bind(&status.server)
-                    .bind(&drift)
-                    .bind(&status.deployed_commit)
-                    .bind(&status.desired_commit)
-                    .bind(&status.last_result)
-                    .bind(now())
-                    .execute($pool)
-                    .await?
-            };
+        self.update_site_held(status, None).await.map(drop)
+    }
+
+    /// As [`StateStore::update_site`], on behalf of the holder of the site's lease when `lease`
+    /// is given: the write lands only while the store says that holder holds the lease with
+    /// that fence (checked in the write's transaction, the lease's row locked against a
+    /// takeover until it commits). Whether it landed.
+    pub async fn update_site_held(
+        &self,
+        status: &SiteStatus,
+        lease: Option<&LeaseGuard>,
+    ) -> Result<bool, StoreError> {
+        match (self, lease) {
+            (StateStore::Postgres(pool), Some(lease)) => {
+                let mut tx = pool.begin().await?;
+                if !lease.holds(&mut tx, &status.site).await? {
+                    return Ok(false);
+                }
+                upsert_site!(&mut *tx, status);
+                upsert_conditions!(tx, &status.site, &status.conditions);
+                tx.commit().await?;
+            }
+            (StateStore::Postgres(pool), None) => {
+                let mut connection = pool.acquire().await?;
+                upsert_site!(&mut *connection, status);
+                upsert_conditions!(connection, &status.site, &status.conditions);
+            }
+            (StateStore::Sqlite(pool), _) => {
+                let mut connection = pool.acquire().await?;
+                upsert_site!(&mut *connection, status);
+                upsert_conditions!(connection, &status.site, &status.conditions);
+            }
         }
-        match self {
-            StateStore::Sqlite(pool) => _ = run!(pool),
-            StateStore::Postgres(pool) => _ = run!(pool),
-        }
-        self.update_conditions(&status.site, &status.conditions)
-            .await
+        Ok(true)
     }
 
     /// Records these conditions of `site`, leaving its others as they are.
@@ -76,29 +128,38 @@ impl StateStore {
         site: &str,
         conditions: &[Condition],
     ) -> Result<(), StoreError> {
-        let at = now();
-        for condition in conditions {
-            macro_rules! run {
-                ($pool:expr) => {
-                    sqlx::query(UPSERT_CONDITION)
-                        .bind(site)
-                        .bind(condition.kind.name())
-                        .bind(condition.status.name())
-                        .bind(&condition.reason)
-                        .bind(&condition.message)
-                        .bind(at)
-                        .bind(&condition.spec_hash)
-                        .bind(&condition.git_revision)
-                        .execute($pool)
-                        .await?
-                };
+        self.update_conditions_held(site, conditions, None)
+            .await
+            .map(drop)
+    }
+
+    /// As [`StateStore::update_conditions`], on behalf of the holder of the site's lease when
+    /// `lease` is given (see [`StateStore::update_site_held`]). Whether it landed.
+    pub async fn update_conditions_held(
+        &self,
+        site: &str,
+        conditions: &[Condition],
+        lease: Option<&LeaseGuard>,
+    ) -> Result<bool, StoreError> {
+        match (self, lease) {
+            (StateStore::Postgres(pool), Some(lease)) => {
+                let mut tx = pool.begin().await?;
+                if !lease.holds(&mut tx, site).await? {
+                    return Ok(false);
+                }
+                upsert_conditions!(tx, site, conditions);
+                tx.commit().await?;
             }
-            match self {
-                StateStore::Sqlite(pool) => _ = run!(pool),
-                StateStore::Postgres(pool) => _ = run!(pool),
+            (StateStore::Postgres(pool), None) => {
+                let mut connection = pool.acquire().await?;
+                upsert_conditions!(connection, site, conditions);
+            }
+            (StateStore::Sqlite(pool), _) => {
+                let mut connection = pool.acquire().await?;
+                upsert_conditions!(connection, site, conditions);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Holds a site for manual applies (`Some(reason)`), or lets the daemon have it again.

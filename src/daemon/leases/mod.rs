@@ -275,6 +275,10 @@ impl Fences for Leases {
     fn fence(&self, site: &str) -> Option<i64> {
         self.valid(site).map(|held| held.fence)
     }
+
+    fn holder(&self) -> &str {
+        &self.me.id
+    }
 }
 
 /// Listens for the other daemons' requests (`NOTIFY`): runs of sites and git fetches, until

@@ -9,46 +9,61 @@ use crate::daemon::queue::Start;
 use crate::plan::render;
 use crate::spec::secret::ResolvedSecrets;
 use crate::store::NewRun;
+use crate::store::leases::LeaseGuard;
 
 impl Daemon {
     /// Keeps a site's status in the store and the metrics; a store failure is logged.
+    /// The store checks the lease again in the write's transaction: a daemon paused between
+    /// its own check and the write writes nothing once another holds the site.
     pub(super) async fn keep(&self, status: &SiteStatus) {
-        if !self.still_holds(&status.site) {
+        let Some(lease) = self.lease(&status.site) else {
             return;
-        }
-        self.metrics.site(status);
-        if let Err(error) = self.store.update_site(status).await {
-            tracing::warn!(site = %status.site, "the state store was not updated: {}", error_text(&error));
+        };
+        match self.store.update_site_held(status, lease.as_ref()).await {
+            Ok(true) => self.metrics.site(status),
+            Ok(false) => lease_lost(&status.site),
+            Err(error) => {
+                tracing::warn!(site = %status.site, "the state store was not updated: {}", error_text(&error));
+            }
         }
     }
 
     pub(super) async fn keep_conditions(&self, site: &str, conditions: &[Condition]) {
-        if !self.still_holds(site) {
+        let Some(lease) = self.lease(site) else {
             return;
-        }
-        if let Err(error) = self.store.update_conditions(site, conditions).await {
-            tracing::warn!(
+        };
+        match self
+            .store
+            .update_conditions_held(site, conditions, lease.as_ref())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return lease_lost(site),
+            Err(error) => tracing::warn!(
                 site,
                 "the state store was not updated: {}",
                 error_text(&error)
-            );
+            ),
         }
         if let Ok(Some(status)) = self.store.site_status(site).await {
             self.metrics.site(&status);
         }
     }
 
-    /// Whether this daemon may still speak for `site` (always, without leases): a run that
-    /// outlived its lease leaves the site's status and history to the daemon holding it now.
-    pub(super) fn still_holds(&self, site: &str) -> bool {
-        let holds = self.owner.fence(site).is_ok();
-        if !holds {
-            tracing::info!(
-                site,
-                "the site's lease is gone: its status is left to its holder"
-            );
+    /// The lease this daemon speaks for `site` under (`Some(None)` without leases); `None`
+    /// when a run outlived its lease: the site's status and history are left to the daemon
+    /// holding it now.
+    fn lease(&self, site: &str) -> Option<Option<LeaseGuard>> {
+        let lease = self.owner.lease(site).ok();
+        if lease.is_none() {
+            lease_lost(site);
         }
-        holds
+        lease
+    }
+
+    /// Whether this daemon may still speak for `site` (always, without leases).
+    pub(super) fn still_holds(&self, site: &str) -> bool {
+        self.lease(site).is_some()
     }
 
     /// The site is named by no spec any more: its status says so, its series go.
@@ -157,4 +172,12 @@ pub(super) fn carried_over(mut after: SiteStatus, planned: &SiteStatus, ok: bool
         after.drift = planned.drift.clone();
     }
     after
+}
+
+/// Says that a run outlived the lease of `site` and leaves its status alone.
+fn lease_lost(site: &str) {
+    tracing::info!(
+        site,
+        "the site's lease is gone: its status is left to its holder"
+    );
 }
