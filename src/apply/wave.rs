@@ -46,6 +46,9 @@ enum Service {
     Users,
     /// SQL run by the MariaDB/MySQL administrator (one client for the batch).
     MysqlAdmin,
+    /// SQL run by the PostgreSQL administrator (one psql for the batch, each site's part
+    /// starting connected to `postgres`, as when it runs alone).
+    PostgresAdmin,
     /// Sites removed (`apply --prune`): their workers stopped side by side, one supervisor
     /// update, one nginx test and reload, one reload per FPM master.
     Removal,
@@ -125,9 +128,8 @@ impl Wave {
         )
     }
 
-    /// A removed site: its database dropped (in a batch on MariaDB/MySQL, alone on
-    /// PostgreSQL, whose SQL connects to another database), then its files, workers and user
-    /// in a batch of removals.
+    /// A removed site: its database dropped in a batch of the administrator's SQL, then its
+    /// files, workers and user in a batch of removals.
     async fn remove_site<T: Transport>(
         &self,
         transport: &T,
@@ -136,16 +138,9 @@ impl Wave {
         outcomes: &mut Vec<StepOutcome>,
     ) -> Result<(), TransportError> {
         if let Some((engine, sql, what)) = super::commands::drop_site_database(remove) {
-            if engine == Engine::Mysql {
-                let item = Item::Sql {
-                    sql,
-                    what: what.clone(),
-                };
-                self.run_item(transport, ctx, Service::MysqlAdmin, item, what, outcomes)
-                    .await?;
-            } else {
-                run_alone(transport, ctx, engine, sql, what, outcomes).await?;
-            }
+            let (service, item) = admin_item(engine, sql, what.clone());
+            self.run_item(transport, ctx, service, item, what, outcomes)
+                .await?;
         }
         let what = format!("remove site {}", remove.site);
         let lines = super::commands::removal_lines(remove).map_err(|error| match error {
@@ -238,13 +233,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The service, the item and the step's name, when `step` is batched.
 fn batched(step: &Step, ctx: &StepContext) -> Option<(Service, Item, String)> {
     if let Some(prepared) = super::commands::admin_sql(step, ctx) {
-        // PostgreSQL's SQL may `\\connect` to another database: it runs alone.
         let (engine, sql, what) = prepared.ok()?;
-        let item = Item::Sql {
-            sql,
-            what: what.clone(),
-        };
-        return (engine == Engine::Mysql).then_some((Service::MysqlAdmin, item, what));
+        let (service, item) = admin_item(engine, sql, what.clone());
+        return Some((service, item, what));
     }
     match step {
         Step::EnsureUser { user, home } => Some((
@@ -291,6 +282,22 @@ fn batched(step: &Step, ctx: &StepContext) -> Option<(Service, Item, String)> {
     }
 }
 
+/// The administrator's SQL as a batch item of its engine. PostgreSQL's part of a batch starts
+/// with a connection to `postgres` (where it runs alone): the part before it may have left the
+/// session in a site's database (`\connect`).
+fn admin_item(engine: Engine, sql: String, what: String) -> (Service, Item) {
+    match engine {
+        Engine::Mysql => (Service::MysqlAdmin, Item::Sql { sql, what }),
+        Engine::Postgres => (
+            Service::PostgresAdmin,
+            Item::Sql {
+                sql: format!("\\connect postgres\n{sql}"),
+                what,
+            },
+        ),
+    }
+}
+
 /// Runs one batch and answers each request.
 async fn run_batch<T: Transport>(
     transport: &T,
@@ -301,8 +308,12 @@ async fn run_batch<T: Transport>(
     if batch.is_empty() {
         return;
     }
-    if *service == Service::MysqlAdmin {
-        return run_sql_batch(transport, ctx, batch).await;
+    match service {
+        Service::MysqlAdmin => return run_sql_batch(transport, ctx, Engine::Mysql, batch).await,
+        Service::PostgresAdmin => {
+            return run_sql_batch(transport, ctx, Engine::Postgres, batch).await;
+        }
+        _ => {}
     }
     let size = batch.len();
     let started = Instant::now();
@@ -324,12 +335,17 @@ async fn run_batch<T: Transport>(
 
 /// Runs the statements of every request in one client; when that fails, each request's alone,
 /// so that the error lands on the site whose statements caused it (they are idempotent).
-async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch: Vec<Request>) {
+async fn run_sql_batch<T: Transport>(
+    transport: &T,
+    ctx: &StepContext<'_>,
+    engine: Engine,
+    batch: Vec<Request>,
+) {
     let size = batch.len();
     let started = Instant::now();
     let statements: String = batch.iter().filter_map(|r| r.item.sql()).collect();
     let what = format!("{size} database steps");
-    if run_sql(transport, ctx, Engine::Mysql, statements, what)
+    if run_sql(transport, ctx, engine, statements, what)
         .await
         .is_ok()
     {
@@ -348,7 +364,7 @@ async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch
             continue;
         };
         let started = Instant::now();
-        let error = run_sql(transport, ctx, Engine::Mysql, sql.clone(), what.clone())
+        let error = run_sql(transport, ctx, engine, sql.clone(), what.clone())
             .await
             .err();
         let _ = request.reply.send(Reply {
@@ -357,33 +373,6 @@ async fn run_sql_batch<T: Transport>(transport: &T, ctx: &StepContext<'_>, batch
             error,
         });
     }
-}
-
-/// Runs `sql` alone as the administrator of `engine`, appending its outcome as `what`.
-async fn run_alone<T: Transport>(
-    transport: &T,
-    ctx: &StepContext<'_>,
-    engine: Engine,
-    sql: String,
-    what: String,
-    outcomes: &mut Vec<StepOutcome>,
-) -> Result<(), TransportError> {
-    let started = Instant::now();
-    let result = run_sql(transport, ctx, engine, sql, what.clone()).await;
-    outcomes.push(StepOutcome {
-        what: what.clone(),
-        ok: result.is_ok(),
-        millis: started.elapsed().as_millis() as u64,
-        queued_millis: 0,
-        output: String::new(),
-        error: result.as_ref().err().map(|(_, message)| message.clone()),
-    });
-    result.map_err(|(status, stderr)| TransportError::Failed {
-        what,
-        endpoint: transport.endpoint().to_owned(),
-        status,
-        stderr,
-    })
 }
 
 /// Runs `sql` as the administrator of `engine`; the error is the status and the message.
@@ -431,7 +420,7 @@ fn service_command(
                 .render()?;
             Ok((command, Vec::new()))
         }
-        Service::Users | Service::MysqlAdmin => {
+        Service::Users | Service::MysqlAdmin | Service::PostgresAdmin => {
             let mut args = Vec::new();
             for request in batch {
                 if let Item::User { user, home } = &request.item {
@@ -631,7 +620,18 @@ mod tests {
             collation: None,
         };
         assert_eq!(service(&create(Engine::Mysql)), Some(Service::MysqlAdmin));
-        assert_eq!(service(&create(Engine::Postgres)), None);
+        assert_eq!(
+            service(&create(Engine::Postgres)),
+            Some(Service::PostgresAdmin)
+        );
+        // Each PostgreSQL part starts where it would alone: connected to `postgres`.
+        let Some((_, Item::Sql { sql, .. }, _)) = batched(&create(Engine::Postgres), &ctx) else {
+            panic!("a batched statement");
+        };
+        assert!(
+            sql.starts_with("\\connect postgres\nSELECT 'CREATE DATABASE \"shop\""),
+            "{sql}"
+        );
     }
 
     #[test]
