@@ -125,7 +125,8 @@ fn restic(site: &Move, s3: &S3, repository: &str, args: &[&str]) -> Result<Strin
 /// MariaDB values a text dump would change or lose: FLOAT and DOUBLE values that need all their
 /// digits, BIT, a generated column, NULL next to the string 'NULL', bytes a string literal must
 /// escape, latin1, a point, a 200 KB value, a TIMESTAMP, a zero in an AUTO_INCREMENT column, a
-/// table without a primary key, and a trigger that would change rows if it fired in the load.
+/// table without a primary key, a trigger that would change rows if it fired in the load, a
+/// table and columns named with a space, a backtick and a quote, and a sequence in use.
 const EXACT_VALUES: &str = "SET NAMES utf8mb4;
 CREATE TABLE measures (id INT AUTO_INCREMENT PRIMARY KEY, f FLOAT, d DOUBLE, flags BIT(5),
   s VARCHAR(20) NULL, raw VARBINARY(40), big MEDIUMTEXT, at TIMESTAMP NULL,
@@ -133,20 +134,25 @@ CREATE TABLE measures (id INT AUTO_INCREMENT PRIMARY KEY, f FLOAT, d DOUBLE, fla
   n INT NOT NULL) ENGINE=InnoDB;
 INSERT INTO measures (id, f, d, flags, s, raw, big, at, legacy, spot, n) VALUES
   (1, 0.1234567, 0.1234567890123456789, b'10101', 'NULL', UNHEX('00090A0D5C4E5C1A27'),
-   REPEAT('a\tb\\c\n', 40000), '2024-02-29 23:59:59', 'café', POINT(1.5, -2.25), 0),
+   REPEAT('a\tb\\\\c\n', 40000), '2024-02-29 23:59:59', 'café', POINT(1.5, -2.25), 0),
   (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1),
-  (3, -3.4028e38, 1e-300, b'00000', '', '\\E', '', '1970-01-01 00:00:01', '', NULL, 2);
+  (3, -3.4028e38, 1e-300, b'00000', '', '\\\\E', '', '1970-01-01 00:00:01', '', NULL, 2);
 SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO');
 INSERT INTO measures (id, f, n) VALUES (0, 1.5, 3);
 CREATE TRIGGER measures_stamp BEFORE INSERT ON measures FOR EACH ROW SET NEW.n = -1;
 CREATE TABLE loose (a INT, b VARCHAR(10)) ENGINE=InnoDB;
-INSERT INTO loose VALUES (1, 'x'), (1, 'x'), (NULL, NULL);";
+INSERT INTO loose VALUES (1, 'x'), (1, 'x'), (NULL, NULL);
+CREATE TABLE `odd ``na'me` (`col umn` INT PRIMARY KEY, `it's` VARCHAR(5)) ENGINE=InnoDB;
+INSERT INTO `odd ``na'me` VALUES (1, 'x'), (2, NULL);
+CREATE SEQUENCE tickets START WITH 1000;
+SELECT NEXTVAL(tickets), NEXTVAL(tickets), NEXTVAL(tickets);";
 
 /// What [`EXACT_VALUES`] made, byte for byte.
 const EXACT_DIGEST: &str = "SET NAMES utf8mb4; SET time_zone = '+00:00';
 SELECT id, CAST(f AS DOUBLE), d, flags + 0, HEX(s), s IS NULL, HEX(raw), MD5(big), at, doubled,
   HEX(legacy), ST_AsText(spot), n FROM measures ORDER BY id;
-SELECT COUNT(*), COUNT(a), SUM(b = 'x') FROM loose;";
+SELECT COUNT(*), COUNT(a), SUM(b = 'x') FROM loose;
+SELECT COUNT(*), SUM(`col umn`), COUNT(`it's`) FROM `odd ``na'me`;";
 
 #[test]
 fn a_backup_checks_clean_and_restores_onto_another_host_with_equal_checksums() -> Result<()> {
@@ -197,6 +203,12 @@ fn a_backup_checks_clean_and_restores_onto_another_host_with_equal_checksums() -
         restored.contains("0.12345670163631439\t0.12345678901234568\t21\t4E554C4C\t0"),
         "{restored}"
     );
+    // A sequence goes on past the values A handed out (1000 to 1002), never repeats one.
+    let next: u64 = site
+        .sql(&site.b, "SELECT NEXTVAL(tickets);")?
+        .trim()
+        .parse()?;
+    ensure!(next > 1002, "the sequence restarted: {next}");
     ensure!(
         storage_digest(&site, &site.b)? == storage,
         "storage differs after restore"

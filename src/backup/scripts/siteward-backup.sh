@@ -233,7 +233,8 @@ dump_database() {
 # `(v1,v2,...)`. Each value is selected as its stored bytes (the binary character set, quoted by
 # QUOTE, a newline written `\n` so that a row is one line); FLOAT as DOUBLE, which prints all of
 # its digits (a dump prints six: 0.1234567 would come back as 0.123457); BIT as a number;
-# generated columns are left to the server that loads the rows.
+# generated columns are left to the server that loads the rows. Sequences are not tables here:
+# the schema part puts them back (mariadb-dump writes their SETVAL).
 mysql_rows_selects() {
   cat <<'SQL'
 SET SESSION group_concat_max_len = 1073741824;
@@ -274,13 +275,15 @@ mysql_rows() {
     echo "COMMIT;"
   } | { as_admin "$@" || echo $? >>"$work/dump.failed"; } | awk -v limit=1048576 '
     function finish() { if (open) printf ";\n"; open = 0 }
-    substr($0, 1, 1) != "(" { finish(); header = $0; next }
-    {
+    /^INSERT INTO / { finish(); header = $0; next }
+    substr($0, 1, 1) == "(" {
       if (open && size + length($0) > limit) finish()
       if (open) printf ",\n%s", $0
       else { printf "%s\n%s", header, $0; open = 1; size = 0 }
       size += length($0) + 2
+      next
     }
+    { finish(); print }
     END { finish() }'
   echo "SET FOREIGN_KEY_CHECKS = @sw_fk, UNIQUE_CHECKS = @sw_uc, SQL_MODE = @sw_mode, TIME_ZONE = @sw_tz;"
   echo "/*!40101 SET NAMES utf8mb4 */;"
