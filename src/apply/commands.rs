@@ -523,7 +523,7 @@ pub(super) fn drop_site_database(remove: &RemoveSiteStep) -> Option<(Engine, Str
 ///
 /// # Errors
 /// A value holding a line break or a NUL, which the lines cannot carry.
-pub(super) fn removal_lines(remove: &RemoveSiteStep) -> Result<String, CommandError> {
+pub(super) fn removal_lines(remove: &RemoveSiteStep) -> Result<String, QuoteError> {
     let mut lines = vec![("site", remove.site.as_str())];
     lines.extend(remove.user.as_deref().map(|user| ("user", user)));
     lines.extend(remove.root.as_deref().map(|root| ("root", root)));
@@ -535,8 +535,7 @@ pub(super) fn removal_lines(remove: &RemoveSiteStep) -> Result<String, CommandEr
             return Err(QuoteError::LineBreak {
                 value: value.to_owned(),
                 offset,
-            }
-            .into());
+            });
         }
         text.push_str(&format!("{kind} {value}\n"));
     }

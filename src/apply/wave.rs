@@ -143,15 +143,7 @@ impl Wave {
                 .await?;
         }
         let what = format!("remove site {}", remove.site);
-        let lines = super::commands::removal_lines(remove).map_err(|error| match error {
-            super::commands::CommandError::Quote(error) => TransportError::Quote(error),
-            other => TransportError::Failed {
-                what: what.clone(),
-                endpoint: transport.endpoint().to_owned(),
-                status: 1,
-                stderr: super::error_text(&other),
-            },
-        })?;
+        let lines = super::commands::removal_lines(remove).map_err(TransportError::Quote)?;
         let item = Item::Removal {
             site: remove.site.clone(),
             lines,
