@@ -105,19 +105,23 @@ fn nginx_workers(host: &Host) -> Result<String> {
     host.exec("ps -eo pid=,args= | awk '$2 == \"nginx:\" && $3 == \"worker\" { print $1 }' | sort | tr '\\n' ' '")
 }
 
+/// Waits until the `queue` worker of site `name` on `host` is RUNNING.
+fn wait_for_worker(host: &Host, name: &str, within: Duration) -> Result<()> {
+    let program = format!("siteward-{name}-queue");
+    wait_for("the worker running", within, || {
+        Ok(host
+            .exec(&format!("supervisorctl status '{program}:*'"))?
+            .contains("RUNNING"))
+    })
+}
+
 fn fresh_site_works(site: &Site) -> Result<()> {
     site.apply()?.assert_success();
     let page = site.page()?;
     assert_eq!(page["app"], site.name.as_str(), "{page}");
     assert_eq!(page["database"]["ok"], true, "{page}");
     assert_eq!(page["redis"]["ok"], true, "{page}");
-    let program = format!("siteward-{}-queue", site.name);
-    wait_for("the worker running", Duration::from_secs(20), || {
-        Ok(site
-            .host
-            .exec(&format!("supervisorctl status '{program}:*'"))?
-            .contains("RUNNING"))
-    })?;
+    wait_for_worker(&site.host, &site.name, Duration::from_secs(20))?;
     let log = format!(
         "/home/{}/{}.test/shared/storage/logs/schedule.log",
         site.name.replace('-', "_"),
@@ -615,13 +619,7 @@ fn a_site_no_spec_names_is_orphaned_and_removed_only_with_prune() -> Result<()> 
     site.env.extend(secrets(other, "orphan-pass-2"));
     site.apply()?.assert_success();
     for name in ["eng-orphan", other] {
-        let program = format!("siteward-{name}-queue");
-        wait_for("the worker running", Duration::from_secs(30), || {
-            Ok(site
-                .host
-                .exec(&format!("supervisorctl status '{program}:*'"))?
-                .contains("RUNNING"))
-        })?;
+        wait_for_worker(&site.host, name, Duration::from_secs(30))?;
         std::fs::remove_file(
             site.workspace
                 .specs_dir()
